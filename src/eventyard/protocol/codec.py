@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable
-from functools import cache
 from typing import Any, TypeVar
 
 from eventyard.protocol.schema import Field, in_range
@@ -250,9 +249,19 @@ def _primitive(kind: str, flexible: bool, nullable: bool) -> tuple[Reader, Write
     raise TypeError(f"unknown field type {kind!r}")
 
 
-@cache
-def compile_struct(cls: type, version: int, flexible: bool) -> tuple[Reader, Writer]:
-    """A reader and a writer of `cls` at `version`, with or without flexible encoding."""
+_COMPILED: dict[tuple[Any, int, bool], tuple[Reader, Writer]] = {}
+
+
+def compile_struct(cls: Any, version: int, flexible: bool) -> tuple[Reader, Writer]:
+    """A reader and a writer of `cls` at `version`, with or without flexible encoding (cached)."""
+    key = (cls, version, flexible)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = _compile_struct(cls, version, flexible)
+    return compiled
+
+
+def _compile_struct(cls: Any, version: int, flexible: bool) -> tuple[Reader, Writer]:
     regular: list[tuple[str, Reader, Writer]] = []
     tagged: dict[int, tuple[str, Reader, Writer, Any]] = {}
     defaults = cls()
@@ -307,8 +316,8 @@ def compile_struct(cls: type, version: int, flexible: bool) -> tuple[Reader, Wri
     return read_struct, write_struct
 
 
-def is_flexible(cls: type, version: int) -> bool:
-    return in_range(version, cls.FLEXIBLE_VERSIONS)  # type: ignore[attr-defined]
+def is_flexible(cls: Any, version: int) -> bool:
+    return in_range(version, cls.FLEXIBLE_VERSIONS)
 
 
 def encode(obj: Any, version: int) -> bytes:
@@ -328,7 +337,7 @@ def decode(cls: type[T], version: int, buf: bytes, pos: int = 0) -> tuple[T, int
     """Parse a top-level message of `cls` at `version` from buf[pos:]; return it and the end."""
     reader = compile_struct(cls, version, is_flexible(cls, version))[0]
     try:
-        return reader(buf, pos)  # type: ignore[no-any-return]
+        return reader(buf, pos)
     except DecodeError:
         raise
     except (struct.error, IndexError, ValueError, TypeError) as exc:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import crc32c
 
+Buffer = bytes | bytearray | memoryview
+
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted in batchLength
 MAGIC_V2 = 2
@@ -91,18 +93,18 @@ class BatchHeader:
         return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
 
 
-def read_header(buf: bytes | memoryview, pos: int = 0) -> BatchHeader:
+def read_header(buf: Buffer, pos: int = 0) -> BatchHeader:
     return BatchHeader(*_HEADER.unpack_from(buf, pos))
 
 
-def peek_size(buf: bytes | memoryview, pos: int) -> int | None:
+def peek_size(buf: Buffer, pos: int) -> int | None:
     """Size of the batch starting at pos, or None if not even its length is in buf."""
     if pos + LOG_OVERHEAD > len(buf):
         return None
     return int(_PREFIX.unpack_from(buf, pos)[1]) + LOG_OVERHEAD
 
 
-def crc_of(buf: bytes | memoryview, pos: int, size: int) -> int:
+def crc_of(buf: Buffer, pos: int, size: int) -> int:
     return int(crc32c.crc32c(memoryview(buf)[pos + 21 : pos + size]))
 
 
@@ -128,8 +130,7 @@ def split_batches(data: bytes, max_batch_bytes: int | None = None) -> list[tuple
         if max_batch_bytes is not None and size > max_batch_bytes:
             raise InvalidBatch(f"record batch of {size} bytes is too large", "MESSAGE_TOO_LARGE")
         if header.record_count <= 0 or header.last_offset_delta != header.record_count - 1:
-            if not (header.record_count == 0 and header.last_offset_delta >= 0):
-                raise InvalidBatch("record count does not match lastOffsetDelta", "INVALID_RECORD")
+            raise InvalidBatch("record count does not match lastOffsetDelta", "INVALID_RECORD")
         if crc_of(data, pos, size) != header.crc:
             raise InvalidBatch("record batch CRC-32C mismatch")
         batches.append((pos, header))
@@ -151,7 +152,7 @@ def set_max_timestamp(batch: bytearray, pos: int, timestamp: int) -> None:
     struct.pack_into(">I", batch, pos + 17, crc_of(batch, pos, size))
 
 
-def iter_batches(buf: bytes | memoryview, pos: int = 0) -> Iterator[tuple[int, BatchHeader]]:
+def iter_batches(buf: Buffer, pos: int = 0) -> Iterator[tuple[int, BatchHeader]]:
     """Walk whole batches in buf from pos; stop at a partial trailing batch."""
     end = len(buf)
     while pos + HEADER_SIZE <= end:
@@ -289,8 +290,19 @@ def build_batch(
     batch_length = HEADER_SIZE - LOG_OVERHEAD + len(payload)
     out = bytearray(
         _HEADER.pack(
-            base_offset, batch_length, -1, MAGIC_V2, 0, attributes, last_delta,
-            base_timestamp, max_ts, producer_id, producer_epoch, base_sequence, len(records),
+            base_offset,
+            batch_length,
+            -1,
+            MAGIC_V2,
+            0,
+            attributes,
+            last_delta,
+            base_timestamp,
+            max_ts,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            len(records),
         )
     )
     out += payload
@@ -330,7 +342,13 @@ def decode_records(batch: bytes, pos: int = 0) -> list[Record]:
                 p += max(n, 0)
                 headers.append((hkey, hval))
             out.append(
-                Record(parts[0], parts[1], headers, header.base_timestamp + ts_delta, header.base_offset + off_delta)
+                Record(
+                    parts[0],
+                    parts[1],
+                    headers,
+                    header.base_timestamp + ts_delta,
+                    header.base_offset + off_delta,
+                )
             )
             p = end
     except (IndexError, UnicodeDecodeError) as exc:

@@ -31,5 +31,5 @@ BrokerHeartbeatRequest.SCHEMA = (
     Field('current_metadata_offset', 'int64', (0, 32767), None, None, None, None, None),
     Field('want_fence', 'bool', (0, 32767), None, None, None, None, None),
     Field('want_shut_down', 'bool', (0, 32767), None, None, None, None, None),
-    Field('offline_log_dirs', '[]uuid', (1, 32767), None, '0', (1, 32767), None, None),
+    Field('offline_log_dirs', '[]uuid', (1, 32767), None, 0, (1, 32767), None, None),
 )

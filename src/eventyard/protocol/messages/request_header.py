@@ -26,5 +26,5 @@ RequestHeader.SCHEMA = (
     Field('request_api_key', 'int16', (0, 32767), None, None, None, None, None),
     Field('request_api_version', 'int16', (0, 32767), None, None, None, None, None),
     Field('correlation_id', 'int32', (0, 32767), None, None, None, None, None),
-    Field('client_id', 'string', (1, 32767), (1, 32767), None, None, None, None),
+    Field('client_id', 'string', (1, 32767), (1, 32767), None, None, None, (0, -1)),
 )

@@ -1,0 +1,3 @@
+from eventyard.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""The broker: topics, partitions and the handlers, independent of the network transport."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventyard.broker.config import BrokerConfig, log_config
+from eventyard.broker.handlers import Route, load_all
+from eventyard.broker.partition import Partition
+from eventyard.broker.topics import TopicRegistry
+from eventyard.protocol.api import ApiMessages
+from eventyard.protocol.messages.request_header import RequestHeader
+from eventyard.storage.base import StorageEngine, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    header: RequestHeader
+    api: ApiMessages
+    client_host: str = ""
+    principal: str = "User:ANONYMOUS"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.header.request_api_version
+
+
+def open_engine(config: BrokerConfig) -> StorageEngine:
+    if config.data_dir is None:
+        from eventyard.storage.memory_log import MemoryStorageEngine
+
+        return MemoryStorageEngine()
+    from eventyard.storage.file_log import FileStorageEngine
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return FileStorageEngine(config.data_dir)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.routes: dict[int, Route] = load_all()
+        self.topics = TopicRegistry(config, open_engine(config))
+        self.started_ms = now_ms()
+        self._flushes: dict[Partition, asyncio.Future[None]] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @staticmethod
+    def now_ms() -> int:
+        return now_ms()
+
+    def supported_versions(self) -> dict[int, tuple[int, int]]:
+        return {key: (r.min_version, r.max_version) for key, r in sorted(self.routes.items())}
+
+    async def handle(self, ctx: RequestContext, request: Any) -> Any:
+        route = self.routes[ctx.api.key]
+        return await route.handler(self, ctx, request)
+
+    # --- durability: the flush policy ---
+
+    async def flush_if_due(self, partition: Partition) -> None:
+        """fsync a partition when its flush.messages is reached; concurrent callers share one fsync."""
+        topic = self.topics.get(partition.topic)
+        if topic is None:
+            return
+        configs = self.topics.effective_configs(topic)
+        if partition.unflushed_messages >= int(configs["flush.messages"]):
+            await self.flush(partition)
+
+    async def flush(self, partition: Partition) -> None:
+        pending = self._flushes.get(partition)
+        if pending is not None:
+            await asyncio.shield(pending)
+            if partition.unflushed_messages == 0:
+                return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushes[partition] = future
+        flushed = partition.unflushed_messages
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, partition.log.flush)
+            partition.unflushed_messages -= flushed
+            partition.last_flush_ms = now_ms()
+            future.set_result(None)
+        except StorageError as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            if self._flushes.get(partition) is future:
+                del self._flushes[partition]
+
+    # --- housekeeping: time-based flush, roll and retention ---
+
+    def start(self) -> None:
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval_s)
+            try:
+                await self.housekeep_once()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def housekeep_once(self) -> None:
+        now = now_ms()
+        for topic in list(self.topics.topics.values()):
+            configs = self.topics.effective_configs(topic)
+            storage_config = log_config(configs)
+            flush_ms = int(configs["flush.ms"])
+            for partition in topic.partitions:
+                try:
+                    partition.log.roll_if_due(storage_config, now)
+                    if "delete" in configs["cleanup.policy"]:
+                        partition.log.apply_retention(storage_config, now)
+                    if partition.unflushed_messages and now - partition.last_flush_ms >= flush_ms:
+                        await self.flush(partition)
+                except StorageError:
+                    log.exception("storage error on %s-%d", topic.name, partition.index)
+
+    async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for topic in self.topics.topics.values():
+            for partition in topic.partitions:
+                try:
+                    partition.log.flush()
+                except StorageError:
+                    log.exception("flush on shutdown failed for %s-%d", topic.name, partition.index)
+        self.topics.close()

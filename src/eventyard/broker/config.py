@@ -1,0 +1,154 @@
+"""Broker settings and the topic configs it understands, with Kafka's names and defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventyard.storage.base import LogConfig
+
+LONG_MAX = 9223372036854775807
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    name: str
+    type: str  # Kafka's config type: BOOLEAN STRING INT SHORT LONG DOUBLE LIST CLASS PASSWORD
+    default: str
+    validate: Callable[[str], bool]
+    doc: str
+
+
+def _long(lo: int = -1) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            return lo <= int(value) <= LONG_MAX
+        except ValueError:
+            return False
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[str], bool]:
+    return lambda value: value in choices
+
+
+def _policy(value: str) -> bool:
+    parts = [p.strip() for p in value.split(",")]
+    return bool(parts) and all(p in ("delete", "compact") for p in parts)
+
+
+def _ratio(value: str) -> bool:
+    try:
+        return 0.0 <= float(value) <= 1.0
+    except ValueError:
+        return False
+
+
+# Topic configs, each with the default a topic gets when neither topic nor broker sets it.
+TOPIC_CONFIGS: dict[str, ConfigDef] = {
+    c.name: c
+    for c in [
+        ConfigDef("cleanup.policy", "LIST", "delete", _policy, "delete, compact, or both"),
+        ConfigDef("retention.ms", "LONG", str(7 * 24 * 3600 * 1000), _long(-1), "How long to keep a segment"),
+        ConfigDef("retention.bytes", "LONG", "-1", _long(-1), "Size limit of a partition"),
+        ConfigDef("segment.bytes", "INT", str(1024 * 1024 * 1024), _long(14), "Segment file size"),
+        ConfigDef(
+            "segment.ms", "LONG", str(7 * 24 * 3600 * 1000), _long(1), "Roll a segment after this long"
+        ),
+        ConfigDef("max.message.bytes", "INT", str(1024 * 1024 + 12), _long(0), "Largest record batch"),
+        ConfigDef(
+            "message.timestamp.type",
+            "STRING",
+            "CreateTime",
+            _one_of("CreateTime", "LogAppendTime"),
+            "Timestamp kept on records",
+        ),
+        ConfigDef("flush.messages", "LONG", str(LONG_MAX), _long(1), "fsync after this many messages"),
+        ConfigDef("flush.ms", "LONG", str(LONG_MAX), _long(0), "fsync after this many ms"),
+        ConfigDef("index.interval.bytes", "INT", "4096", _long(0), "Offset index density"),
+        ConfigDef("min.insync.replicas", "INT", "1", _long(1), "Replicas that must acknowledge acks=all"),
+        ConfigDef(
+            "compression.type",
+            "STRING",
+            "producer",
+            _one_of("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+            "Codec kept on disk",
+        ),
+        ConfigDef("delete.retention.ms", "LONG", str(24 * 3600 * 1000), _long(0), "Tombstone lifetime"),
+        ConfigDef("min.compaction.lag.ms", "LONG", "0", _long(0), "Minimum age before compaction"),
+        ConfigDef("max.compaction.lag.ms", "LONG", str(LONG_MAX), _long(1), "Maximum age before compaction"),
+        ConfigDef("min.cleanable.dirty.ratio", "DOUBLE", "0.5", _ratio, "Dirty ratio that triggers cleaning"),
+        ConfigDef("file.delete.delay.ms", "LONG", "60000", _long(0), "Delay before deleting a file"),
+        ConfigDef(
+            "unclean.leader.election.enable", "BOOLEAN", "false", _one_of("true", "false"), "Replication"
+        ),
+        ConfigDef(
+            "message.timestamp.before.max.ms", "LONG", str(LONG_MAX), _long(0), "Oldest timestamp allowed"
+        ),
+        ConfigDef(
+            "message.timestamp.after.max.ms", "LONG", str(LONG_MAX), _long(0), "Newest timestamp allowed"
+        ),
+        ConfigDef("preallocate", "BOOLEAN", "false", _one_of("true", "false"), "Preallocate segments"),
+    ]
+}
+
+
+def invalid_topic_config(name: str, value: str | None) -> str | None:
+    """An error message if name=value is not a valid topic config, else None."""
+    definition = TOPIC_CONFIGS.get(name)
+    if definition is None:
+        return f"unknown topic config {name!r}"
+    if value is None or not definition.validate(value):
+        return f"invalid value {value!r} for topic config {name!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    data_dir: Path | None = Path("./data")  # None: keep everything in memory
+    node_id: int = 1
+    auto_create_topics: bool = True
+    num_partitions: int = 1
+    max_request_bytes: int = 100 * 1024 * 1024  # socket.request.max.bytes
+    # Topic config defaults set at broker level (Kafka's log.* settings, by topic config name).
+    topic_defaults: dict[str, str] = field(default_factory=dict)
+    housekeeping_interval_s: float = 5.0
+
+    @property
+    def advertised(self) -> str:
+        return self.advertised_host or self.host
+
+    def topic_default(self, name: str) -> str:
+        return self.topic_defaults.get(name, TOPIC_CONFIGS[name].default)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> BrokerConfig:
+        """Settings from EVENTYARD_* environment variables, then explicit overrides."""
+        env: dict[str, object] = {}
+        if "EVENTYARD_HOST" in os.environ:
+            env["host"] = os.environ["EVENTYARD_HOST"]
+        if "EVENTYARD_PORT" in os.environ:
+            env["port"] = int(os.environ["EVENTYARD_PORT"])
+        if "EVENTYARD_ADVERTISED_HOST" in os.environ:
+            env["advertised_host"] = os.environ["EVENTYARD_ADVERTISED_HOST"]
+        if "EVENTYARD_DATA_DIR" in os.environ:
+            env["data_dir"] = Path(os.environ["EVENTYARD_DATA_DIR"])
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)  # type: ignore[arg-type]
+
+
+def log_config(configs: dict[str, str]) -> LogConfig:
+    """The storage settings of a topic from its effective configs."""
+    return LogConfig(
+        segment_bytes=int(configs["segment.bytes"]),
+        segment_ms=int(configs["segment.ms"]),
+        index_interval_bytes=int(configs["index.interval.bytes"]),
+        retention_ms=int(configs["retention.ms"]),
+        retention_bytes=int(configs["retention.bytes"]),
+    )

@@ -1,0 +1,198 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and the broker's view)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventyard.broker.config import TOPIC_CONFIGS, invalid_topic_config
+from eventyard.broker.handlers import handles
+from eventyard.protocol.error_codes import ErrorCode
+from eventyard.protocol.messages.alter_configs_request import AlterConfigsRequest
+from eventyard.protocol.messages.alter_configs_response import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+)
+from eventyard.protocol.messages.describe_configs_request import DescribeConfigsRequest
+from eventyard.protocol.messages.describe_configs_response import (
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+    DescribeConfigsSynonym,
+)
+from eventyard.protocol.messages.incremental_alter_configs_request import IncrementalAlterConfigsRequest
+from eventyard.protocol.messages.incremental_alter_configs_response import (
+    AlterConfigsResourceResponse as IncrementalResourceResponse,
+)
+from eventyard.protocol.messages.incremental_alter_configs_response import IncrementalAlterConfigsResponse
+
+if TYPE_CHECKING:
+    from eventyard.broker.broker import Broker, RequestContext
+    from eventyard.broker.topics import Topic
+
+TOPIC = 2
+BROKER = 4
+# ConfigSource values
+DYNAMIC_TOPIC_CONFIG = 1
+STATIC_BROKER_CONFIG = 4
+DEFAULT_CONFIG = 5
+# ConfigType values (DescribeConfigs v3+)
+CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
+# IncrementalAlterConfigs operations
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _describe_topic(
+    broker: Broker, topic: Topic, keys: list[str] | None, synonyms: bool, documentation: bool
+) -> list[DescribeConfigsResourceResult]:
+    out = []
+    for name, definition in TOPIC_CONFIGS.items():
+        if keys is not None and name not in keys:
+            continue
+        broker_value = broker.config.topic_defaults.get(name)
+        if name in topic.configs:
+            value, source = topic.configs[name], DYNAMIC_TOPIC_CONFIG
+        elif broker_value is not None:
+            value, source = broker_value, STATIC_BROKER_CONFIG
+        else:
+            value, source = definition.default, DEFAULT_CONFIG
+        entry = DescribeConfigsResourceResult(
+            name=name,
+            value=value,
+            is_default=source == DEFAULT_CONFIG,
+            config_source=source,
+            config_type=CONFIG_TYPES.get(definition.type, 0),
+            documentation=definition.doc if documentation else None,
+        )
+        if synonyms:
+            entry.synonyms = [DescribeConfigsSynonym(name=name, value=value, source=source)]
+        out.append(entry)
+    return out
+
+
+def _describe_broker(broker: Broker, keys: list[str] | None) -> list[DescribeConfigsResourceResult]:
+    values = {
+        "broker.id": str(broker.config.node_id),
+        "auto.create.topics.enable": str(broker.config.auto_create_topics).lower(),
+        "num.partitions": str(broker.config.num_partitions),
+        "socket.request.max.bytes": str(broker.config.max_request_bytes),
+    }
+    return [
+        DescribeConfigsResourceResult(name=k, value=v, read_only=True, config_source=STATIC_BROKER_CONFIG)
+        for k, v in values.items()
+        if keys is None or k in keys
+    ]
+
+
+@handles(32, 0, 4)
+async def describe_configs(
+    broker: Broker, ctx: RequestContext, request: DescribeConfigsRequest
+) -> DescribeConfigsResponse:
+    results = []
+    for resource in request.resources:
+        result = DescribeConfigsResult(
+            resource_type=resource.resource_type, resource_name=resource.resource_name
+        )
+        results.append(result)
+        if resource.resource_type == TOPIC:
+            topic = broker.topics.get(resource.resource_name)
+            if topic is None:
+                result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                result.error_message = f"topic {resource.resource_name!r} does not exist"
+                continue
+            result.configs = _describe_topic(
+                broker,
+                topic,
+                resource.configuration_keys,
+                request.include_synonyms,
+                request.include_documentation,
+            )
+        elif resource.resource_type == BROKER and resource.resource_name in ("", str(broker.config.node_id)):
+            result.configs = _describe_broker(broker, resource.configuration_keys)
+        else:
+            result.error_code = ErrorCode.INVALID_REQUEST
+            result.error_message = (
+                f"cannot describe resource type {resource.resource_type} {resource.resource_name!r}"
+            )
+    return DescribeConfigsResponse(results=results)
+
+
+def _apply(
+    broker: Broker, resource_type: int, name: str, new: dict[str, str] | None, validate_only: bool
+) -> tuple[ErrorCode, str | None]:
+    """Replace a topic's configs with `new` after checking them (None: the error was found earlier)."""
+    if resource_type != TOPIC:
+        return ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
+    topic = broker.topics.get(name)
+    if topic is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+    assert new is not None
+    for key, value in new.items():
+        problem = invalid_topic_config(key, value)
+        if problem:
+            return ErrorCode.INVALID_CONFIG, problem
+    if not validate_only:
+        broker.topics.set_configs(topic, new)
+    return ErrorCode.NONE, None
+
+
+@handles(33, 0, 2)
+async def alter_configs(
+    broker: Broker, ctx: RequestContext, request: AlterConfigsRequest
+) -> AlterConfigsResponse:
+    responses = []
+    for r in request.resources:
+        new = {c.name: c.value for c in r.configs if c.value is not None}
+        error, message = _apply(broker, r.resource_type, r.resource_name, new, request.validate_only)
+        responses.append(
+            AlterConfigsResourceResponse(
+                error_code=error,
+                error_message=message,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+        )
+    return AlterConfigsResponse(responses=responses)
+
+
+@handles(44, 0, 1)
+async def incremental_alter_configs(
+    broker: Broker, ctx: RequestContext, request: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
+    responses = []
+    for r in request.resources:
+        topic = broker.topics.get(r.resource_name) if r.resource_type == TOPIC else None
+        current = dict(topic.configs) if topic else {}
+        error, message = ErrorCode.NONE, None
+        for c in r.configs:
+            if c.name not in TOPIC_CONFIGS:
+                error, message = ErrorCode.INVALID_CONFIG, f"unknown topic config {c.name!r}"
+                break
+            if c.config_operation == SET:
+                current[c.name] = c.value or ""
+            elif c.config_operation == DELETE:
+                current.pop(c.name, None)
+            elif c.config_operation in (APPEND, SUBTRACT):
+                if TOPIC_CONFIGS[c.name].type != "LIST":
+                    error, message = ErrorCode.INVALID_CONFIG, f"{c.name!r} is not a list config"
+                    break
+                items = [i for i in current.get(c.name, broker.config.topic_default(c.name)).split(",") if i]
+                changes = [i for i in (c.value or "").split(",") if i]
+                if c.config_operation == APPEND:
+                    items += [i for i in changes if i not in items]
+                else:
+                    items = [i for i in items if i not in changes]
+                current[c.name] = ",".join(items)
+            else:
+                error, message = ErrorCode.INVALID_REQUEST, f"unknown config operation {c.config_operation}"
+                break
+        if error == ErrorCode.NONE:
+            error, message = _apply(broker, r.resource_type, r.resource_name, current, request.validate_only)
+        responses.append(
+            IncrementalResourceResponse(
+                error_code=error,
+                error_message=message,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+        )
+    return IncrementalAlterConfigsResponse(responses=responses)

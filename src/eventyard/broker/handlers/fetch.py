@@ -1,0 +1,110 @@
+"""Fetch: file bytes from the logs, with long polling and byte limits (KIP-74).
+
+Fetch sessions (KIP-227) are refused the way the protocol allows: every answer carries session
+id 0, so clients keep sending full fetch requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from eventyard.broker.handlers import handles
+from eventyard.broker.partition import Partition
+from eventyard.protocol.error_codes import ErrorCode
+from eventyard.protocol.messages.fetch_request import FetchRequest
+from eventyard.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from eventyard.storage.base import OffsetOutOfRange, StorageError
+
+if TYPE_CHECKING:
+    from eventyard.broker.broker import Broker, RequestContext
+
+READ_COMMITTED = 1
+TOPIC_IDS_FROM = 13
+
+
+@handles(1, 4, 17)
+async def fetch(broker: Broker, ctx: RequestContext, request: FetchRequest) -> FetchResponse:
+    if request.session_id != 0:
+        return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
+    if request.session_epoch > 0:
+        return FetchResponse(error_code=ErrorCode.INVALID_FETCH_SESSION_EPOCH, session_id=0)
+    deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+    while True:
+        response, size, partitions = _read(broker, ctx.version, request)
+        remaining = deadline - time.monotonic()
+        if size >= request.min_bytes or remaining <= 0 or not partitions:
+            return response
+        await _wait_for_data(partitions, remaining)
+
+
+def _read(broker: Broker, version: int, request: FetchRequest) -> tuple[FetchResponse, int, list[Partition]]:
+    registry = broker.topics
+    use_ids = version >= TOPIC_IDS_FROM
+    budget = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
+    total = 0
+    watched: list[Partition] = []
+    topics = []
+    for wanted in request.topics:
+        topic = registry.by_id.get(wanted.topic_id) if use_ids else registry.get(wanted.topic)
+        unknown = ErrorCode.UNKNOWN_TOPIC_ID if use_ids else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        results = []
+        for fp in wanted.partitions:
+            data = PartitionData(partition_index=fp.partition, high_watermark=-1, last_stable_offset=-1)
+            if request.isolation_level == READ_COMMITTED:
+                data.aborted_transactions = []
+            else:
+                data.aborted_transactions = None
+            results.append(data)
+            partition = None
+            if topic is not None and 0 <= fp.partition < len(topic.partitions):
+                partition = topic.partitions[fp.partition]
+            if partition is None:
+                data.error_code = unknown if topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if not partition.online:
+                data.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                continue
+            log = partition.log
+            end = log.log_end_offset
+            data.high_watermark = end
+            data.last_stable_offset = end
+            data.log_start_offset = log.log_start_offset
+            limit = min(fp.partition_max_bytes, budget - total)
+            try:
+                records = (
+                    log.read(fp.fetch_offset, max(limit, 0), min_one=total == 0)
+                    if limit > 0 or total == 0
+                    else b""
+                )
+            except OffsetOutOfRange:
+                data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+                continue
+            except StorageError:
+                data.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+                continue
+            data.records = records
+            total += len(records)
+            watched.append(partition)
+        topics.append(
+            FetchableTopicResponse(
+                topic=wanted.topic if not use_ids else (topic.name if topic else ""),
+                topic_id=wanted.topic_id,
+                partitions=results,
+            )
+        )
+    return FetchResponse(session_id=0, responses=topics), total, watched
+
+
+async def _wait_for_data(partitions: list[Partition], timeout: float) -> None:
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for p in partitions:
+        p.add_waiter(waiter)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        for p in partitions:
+            p.remove_waiter(waiter)

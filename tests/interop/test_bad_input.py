@@ -1,0 +1,123 @@
+"""Bad input on purpose: the broker answers with the protocol's error or closes the
+connection, never crashes, and other clients carry on."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from eventyard.protocol import codec
+from eventyard.protocol.error_codes import ErrorCode
+from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
+from eventyard.protocol.messages.api_versions_response import ApiVersionsResponse
+from eventyard.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from eventyard.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from eventyard.protocol.records import Record, build_batch
+from eventyard.testing import BrokerProcess
+from eventyard.testing.wire import WireClient
+
+
+def client(broker: BrokerProcess) -> WireClient:
+    return WireClient(broker.host, broker.port)
+
+
+def alive(broker: BrokerProcess) -> bool:
+    with client(broker) as c:
+        response = c.request(ApiVersionsRequest(), 0)
+        return bool(response.error_code == 0 and response.api_keys)
+
+
+def produce_raw(c: WireClient, topic: str, records: bytes, version: int = 9) -> tuple[int, str | None]:
+    request = ProduceRequest(
+        acks=-1,
+        timeout_ms=5000,
+        topic_data=[
+            TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=records)])
+        ],
+    )
+    response = c.request(request, version)
+    p = response.responses[0].partition_responses[0]
+    return p.error_code, p.error_message
+
+
+def make_topic(c: WireClient, name: str) -> None:
+    response = c.request(MetadataRequest(topics=[MetadataRequestTopic(name=name)]), 9)
+    assert response.topics[0].error_code == 0
+
+
+def test_api_versions_with_unknown_version_gets_v0_answer(broker: BrokerProcess) -> None:
+    with client(broker) as c:
+        c.correlation_id = 7
+        # ApiVersions v99: the broker answers in v0 with UNSUPPORTED_VERSION and its versions.
+        frame = struct.pack(">hhih", 18, 99, 7, 4) + b"test"
+        c.send_raw(struct.pack(">i", len(frame)) + frame)
+        answer = c.recv_frame()
+        assert answer is not None
+        response, _ = codec.decode(ApiVersionsResponse, 0, answer, 4)
+        assert response.error_code == ErrorCode.UNSUPPORTED_VERSION
+        assert {k.api_key for k in response.api_keys} >= {0, 1, 2, 3, 18}
+    assert alive(broker)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        struct.pack(">hhih", 12345, 0, 1, -1),  # unknown api key
+        struct.pack(">hhih", 3, 200, 1, -1),  # unsupported Metadata version
+        struct.pack(">hh", 3, 1),  # truncated header
+        struct.pack(">hhih", 3, 9, 1, -1) + b"\xff\xff\xff",  # garbage body
+        struct.pack(">hhih", 0, 9, 1, -1) + b"\x00" * 3,  # truncated produce
+    ],
+)
+def test_malformed_frames_close_the_connection(broker: BrokerProcess, frame: bytes) -> None:
+    with client(broker) as c:
+        c.send_raw(struct.pack(">i", len(frame)) + frame)
+        assert c.recv_frame() is None
+    assert alive(broker)
+
+
+def test_oversized_frame_is_refused_before_reading_it(broker: BrokerProcess) -> None:
+    with client(broker) as c:
+        c.send_raw(struct.pack(">i", 2**31 - 1) + b"\x00" * 100)
+        assert c.recv_frame() is None
+    with client(broker) as c:
+        c.send_raw(struct.pack(">i", -5))
+        assert c.recv_frame() is None
+    assert alive(broker)
+
+
+def test_bad_crc_is_corrupt_message(broker: BrokerProcess, topic_name: str) -> None:
+    with client(broker) as c:
+        make_topic(c, topic_name)
+        batch = bytearray(build_batch([Record(b"k", b"v" * 100)]))
+        batch[-1] ^= 0xFF
+        assert produce_raw(c, topic_name, bytes(batch))[0] == ErrorCode.CORRUPT_MESSAGE
+        truncated = build_batch([Record(b"k", b"v")])[:-3]
+        assert produce_raw(c, topic_name, truncated)[0] == ErrorCode.CORRUPT_MESSAGE
+        # A good batch still goes through on the same connection, at offset 0: nothing bad was stored.
+        good = build_batch([Record(b"k", b"v")])
+        assert produce_raw(c, topic_name, good)[0] == ErrorCode.NONE
+
+
+def test_oversized_batch_is_message_too_large(broker: BrokerProcess, topic_name: str) -> None:
+    with client(broker) as c:
+        make_topic(c, topic_name)
+        big = build_batch([Record(None, b"x" * (2 * 1024 * 1024))])
+        error, message = produce_raw(c, topic_name, big)
+        assert error == ErrorCode.MESSAGE_TOO_LARGE
+        assert message and "too large" in message
+
+
+def test_invalid_topic_name_in_metadata(broker: BrokerProcess) -> None:
+    with client(broker) as c:
+        response = c.request(MetadataRequest(topics=[MetadataRequestTopic(name="no/slashes")]), 9)
+        assert response.topics[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+
+
+def test_produce_to_missing_topic_without_auto_create(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with BrokerProcess(tmp_path, "--no-auto-create") as broker, client(broker) as c:
+        response = c.request(MetadataRequest(topics=[MetadataRequestTopic(name="missing")]), 9)
+        assert response.topics[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        error, _ = produce_raw(c, "missing", build_batch([Record(None, b"v")]))
+        assert error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
