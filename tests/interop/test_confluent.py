@@ -26,9 +26,8 @@ def admin(broker: BrokerProcess) -> AdminClient:
 
 
 def create_topic(broker: BrokerProcess, name: str, partitions: int = 3, **config: str) -> None:
-    futures = admin(broker).create_topics(
-        [NewTopic(name, partitions, 1, config=config)], operation_timeout=10
-    )
+    client = admin(broker)  # keep the client alive until its futures are done
+    futures = client.create_topics([NewTopic(name, partitions, 1, config=config)], operation_timeout=10)
     futures[name].result(10)
 
 
@@ -59,6 +58,7 @@ def consume_all(
             "group.id": "unused",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 100,
+            "auto.offset.reset": "earliest",
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -136,7 +136,8 @@ def test_offsets_for_times(broker: BrokerProcess, topic_name: str) -> None:
 def test_delete_records(broker: BrokerProcess, topic_name: str) -> None:
     create_topic(broker, topic_name, 1)
     produce(broker, topic_name, [(None, b"%d" % i) for i in range(50)])
-    result = admin(broker).delete_records([TopicPartition(topic_name, 0, 20)], request_timeout=10)
+    client = admin(broker)
+    result = client.delete_records([TopicPartition(topic_name, 0, 20)], request_timeout=10)
     deleted = next(iter(result.values())).result(10)
     assert deleted.low_watermark == 20
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "dr"})
@@ -183,7 +184,7 @@ def test_configs_and_partitions(broker: BrokerProcess, topic_name: str) -> None:
 
 def test_topic_errors(broker: BrokerProcess) -> None:
     client = admin(broker)
-    with pytest.raises(Exception, match=r"INVALID_TOPIC|nvalid"):
+    with pytest.raises(Exception, match=r"TOPIC_EXCEPTION"):
         client.create_topics([NewTopic("bad name!", 1, 1)])["bad name!"].result(10)
     with pytest.raises(Exception, match=r"REPLICATION|eplication"):
         client.create_topics([NewTopic("rf-three", 1, 3)])["rf-three"].result(10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from eventyard.broker.broker import Broker, RequestContext
 from eventyard.broker.config import BrokerConfig
@@ -24,8 +24,9 @@ MAX_QUEUED_REQUESTS = 64
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, connections: set[Connection]) -> None:
         self.broker = broker
+        self.connections = connections
         self.reader = protocol.FrameReader(broker.config.max_request_bytes)
         self.queue: deque[bytes] = deque()
         self.transport: asyncio.Transport | None = None
@@ -36,8 +37,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.worker = asyncio.get_running_loop().create_task(self.process())
@@ -58,6 +59,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.connections.discard(self)
         if self.worker is not None:
             self.worker.cancel()
 
@@ -144,13 +146,8 @@ class Server:
         self.broker = Broker(self.config)
         broker = self.broker
 
-        def factory() -> Connection:
-            conn = Connection(broker)
-            self.connections.add(conn)
-            return conn
-
         self._server = await asyncio.get_running_loop().create_server(
-            factory, self.config.host, self.config.port, reuse_address=True, backlog=1024
+            lambda: Connection(broker, self.connections), self.config.host, self.config.port, reuse_address=True, backlog=1024
         )
         port = self._server.sockets[0].getsockname()[1]
         if self.config.port == 0:
