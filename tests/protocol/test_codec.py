@@ -16,6 +16,7 @@ from eventyard.protocol import codec
 from eventyard.protocol.messages import MESSAGES
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
 from eventyard.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from eventyard.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
 from eventyard.protocol.messages.request_header import RequestHeader
 from eventyard.protocol.schema import in_range
 
@@ -80,6 +81,17 @@ def test_every_version_round_trips(cls: type, version: int) -> None:
     decoded, end = codec.decode(cls, version, data)
     assert end == len(data)
     assert present(decoded, version) == present(obj, version)
+    assert b"".join(codec.encode_parts(obj, version)) == data
+
+
+def test_big_blobs_are_passed_by_reference() -> None:
+    records = b"r" * 100_000
+    response = FetchResponse(
+        responses=[FetchableTopicResponse(topic="t", partitions=[PartitionData(records=records)])]
+    )
+    parts = codec.encode_parts(response, 12)
+    assert any(part is records for part in parts)
+    assert b"".join(parts) == codec.encode(response, 12)
 
 
 def test_header_v2_keeps_client_id_a_classic_string() -> None:

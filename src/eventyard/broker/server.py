@@ -88,9 +88,9 @@ class Connection(asyncio.Protocol):
                 continue
             if self.closed or self.transport is None:
                 return
-            self.transport.write(response)
+            self.transport.writelines(response)
 
-    async def respond(self, frame: bytes) -> bytes | None:
+    async def respond(self, frame: bytes) -> list[bytes] | None:
         """The bytes to answer `frame` with, or None (no answer, or the connection was closed)."""
         try:
             header, request, messages = protocol.parse_request(frame)
@@ -110,7 +110,7 @@ class Connection(asyncio.Protocol):
             return None
         return protocol.frame_response(messages, version, header.correlation_id, response)
 
-    def unsupported_version(self, exc: protocol.UnsupportedVersion) -> bytes | None:
+    def unsupported_version(self, exc: protocol.UnsupportedVersion) -> list[bytes] | None:
         """ApiVersions gets a v0 answer listing what we serve (KIP-511); others are closed."""
         header = exc.header
         if header.request_api_key == protocol.API_VERSIONS_KEY:

@@ -57,8 +57,13 @@ class PartitionLog(Protocol):
     @property
     def segment_count(self) -> int: ...
 
-    def append(self, data: bytearray, batches: list[tuple[int, BatchHeader]], now_ms: int,
-               log_append_time: bool = False) -> AppendResult:
+    def append(
+        self,
+        data: bytearray,
+        batches: list[tuple[int, BatchHeader]],
+        now_ms: int,
+        log_append_time: bool = False,
+    ) -> AppendResult:
         """Append validated batches found at the given positions of `data`.
 
         Assigns consecutive offsets from log_end_offset by rewriting each batch's base offset in
