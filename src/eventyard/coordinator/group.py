@@ -1,0 +1,567 @@
+"""The classic consumer-group coordinator, as a pure state machine.
+
+No sockets, no asyncio, no clock: every entry point takes `now_ms` and returns an `Outcome`
+(see group_results.py). Driving it:
+
+* Call the entry point for each request. If its response is `Pending`, park the request under
+  (group_id, member_id, kind); a later `Completion` with that key carries its answer. A newer
+  Pending for the same key replaces the older request, which is never answered (as in Kafka:
+  a client does not send a second JoinGroup while its first is in flight).
+* Deliver every `Completion` of every Outcome, and persist its `records` in order.
+* Call `tick(now_ms)` no later than `next_deadline()` (and again after any entry point, which may
+  move it earlier). Timers that are due are also fired at the start of every entry point for the
+  group it touches, so results never depend on how punctually tick is called.
+
+Behaviour follows Kafka's classic GroupCoordinator: states Empty -> PreparingRebalance ->
+CompletingRebalance -> Stable, KIP-394 member ids, KIP-345 static members, KIP-211 offset expiry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+
+from eventyard.coordinator.group_rebalance import (
+    UNKNOWN_MEMBER_ID,
+    Effects,
+    GroupConfig,
+    JoinRequest,
+    Rebalancer,
+)
+from eventyard.coordinator.group_results import (
+    Completion,
+    DeleteResult,
+    FetchedOffset,
+    GroupDescription,
+    JoinedMember,
+    JoinResult,
+    Kind,
+    LeaveResult,
+    ListedGroup,
+    MemberDescription,
+    MemberLeave,
+    OffsetDeleteResult,
+    Outcome,
+    PartitionResult,
+    Pending,
+    SyncResult,
+)
+from eventyard.coordinator.group_state import (
+    CONSUMER_PROTOCOL_TYPE,
+    Group,
+    GroupDeleted,
+    GroupMetadata,
+    GroupState,
+    OffsetAndMetadata,
+    OffsetCommitted,
+    OffsetDeleted,
+    ProtocolEntry,
+    Record,
+)
+from eventyard.protocol.error_codes import ErrorCode
+
+__all__ = [
+    "CommitEntry",
+    "Completion",
+    "DeleteResult",
+    "FetchedOffset",
+    "GroupConfig",
+    "GroupCoordinator",
+    "GroupDeleted",
+    "GroupDescription",
+    "GroupMetadata",
+    "GroupState",
+    "JoinResult",
+    "JoinedMember",
+    "Kind",
+    "LeaveResult",
+    "ListedGroup",
+    "MemberDescription",
+    "MemberLeave",
+    "OffsetCommitted",
+    "OffsetDeleteResult",
+    "OffsetDeleted",
+    "Outcome",
+    "PartitionResult",
+    "Pending",
+    "Record",
+    "SyncResult",
+]
+
+EMPTY = GroupState.EMPTY
+PREPARING = GroupState.PREPARING_REBALANCE
+COMPLETING = GroupState.COMPLETING_REBALANCE
+STABLE = GroupState.STABLE
+DEAD = GroupState.DEAD
+
+# (topic, partition, offset, leader epoch, metadata); None metadata is stored as "".
+CommitEntry = tuple[str, int, int, int, str | None]
+
+
+def _inconsistent(requested: str | None, actual: str | None) -> bool:
+    return requested is not None and actual is not None and requested != actual
+
+
+class GroupCoordinator:
+    """All classic groups of one broker and their committed offsets."""
+
+    def __init__(self, config: GroupConfig | None = None, *, new_uuid: Callable[[], str] | None = None):
+        self.config = config or GroupConfig()
+        self.groups: dict[str, Group] = {}
+        self._rb = Rebalancer(self.config, new_uuid or (lambda: str(uuid.uuid4())))
+        self._next_retention_check: int | None = None
+
+    # ------------------------------------------------------------------------------------
+    # JoinGroup
+
+    def join(
+        self,
+        group_id: str,
+        member_id: str,
+        *,
+        protocol_type: str,
+        protocols: Sequence[ProtocolEntry],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int = -1,
+        group_instance_id: str | None = None,
+        client_id: str = "",
+        client_host: str = "",
+        require_known_member_id: bool = False,
+        supports_skip_assignment: bool = True,
+        reason: str | None = None,
+        now_ms: int,
+    ) -> Outcome[JoinResult | Pending]:
+        """JoinGroup. `require_known_member_id` is true for v4+, `supports_skip_assignment` for v9+;
+        a negative rebalance timeout (v0) means the session timeout."""
+        fx = Effects()
+        if not group_id:
+            return fx.outcome(JoinResult(ErrorCode.INVALID_GROUP_ID, member_id))
+        cfg = self.config
+        if not cfg.min_session_timeout_ms <= session_timeout_ms <= cfg.max_session_timeout_ms:
+            return fx.outcome(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id))
+        req = JoinRequest(
+            group_id,
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            protocol_type,
+            tuple((name, bytes(metadata)) for name, metadata in protocols),
+            session_timeout_ms,
+            rebalance_timeout_ms if rebalance_timeout_ms >= 0 else session_timeout_ms,
+            require_known_member_id,
+            supports_skip_assignment,
+            reason or "not provided",
+        )
+        group = self._advanced(group_id, now_ms, fx)
+        created = False
+        if group is None:
+            if member_id != UNKNOWN_MEMBER_ID:
+                return fx.outcome(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
+            group = self._create_group(group_id, now_ms)
+            created = True
+
+        response: JoinResult | Pending
+        if not self._rb.accepts_joining_member(group, member_id):
+            existing = group.members.get(member_id)
+            if existing is not None:
+                # Over the size limit while preparing: the late rejoiner is the one dropped.
+                self._rb.remove_member(group, existing, fx)
+                self._rb.after_removal(group, fx, now_ms, f"member {member_id} dropped: group is full")
+            response = JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, UNKNOWN_MEMBER_ID)
+        elif member_id == UNKNOWN_MEMBER_ID:
+            response = self._rb.join_new_member(group, req, fx, now_ms)
+        else:
+            response = self._rb.join_existing_member(group, req, fx, now_ms)
+
+        # Timers that are already due (an initial delay of 0) fire before we answer.
+        self._rb.advance(group, now_ms, fx)
+        if isinstance(response, Pending):
+            own = fx.take(group_id, response.member_id, Kind.JOIN)
+            if isinstance(own, JoinResult):
+                response = own
+        if created:
+            self._forget_if_unused(group)
+        return fx.outcome(response)
+
+    # ------------------------------------------------------------------------------------
+    # SyncGroup, Heartbeat, LeaveGroup
+
+    def sync(
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+        assignments: Sequence[tuple[str, bytes]] = (),
+        now_ms: int,
+    ) -> Outcome[SyncResult | Pending]:
+        fx = Effects()
+        if not group_id:
+            return fx.outcome(SyncResult(ErrorCode.INVALID_GROUP_ID))
+        group = self._advanced(group_id, now_ms, fx)
+        if group is None:
+            return fx.outcome(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+        response: SyncResult | Pending
+        error = self._rb.validate_member(group, member_id, group_instance_id)
+        if error is not None:
+            response = SyncResult(error)
+        elif generation_id != group.generation:
+            response = SyncResult(ErrorCode.ILLEGAL_GENERATION)
+        elif _inconsistent(protocol_type, group.protocol_type) or _inconsistent(
+            protocol_name, group.protocol_name
+        ):
+            response = SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+        elif group.state is PREPARING:
+            response = SyncResult(ErrorCode.REBALANCE_IN_PROGRESS)
+        elif group.state is STABLE:
+            self._rb.synced(group, member_id)
+            assignment = group.members[member_id].assignment
+            response = SyncResult(ErrorCode.NONE, group.protocol_type, group.protocol_name, assignment)
+        else:
+            group.members[member_id].awaiting_sync = True
+            self._rb.synced(group, member_id)
+            if group.leader_id == member_id:
+                self._rb.install_assignment(group, dict(assignments), fx, now_ms)
+            response = Pending(group_id, member_id, Kind.SYNC)
+        self._rb.advance(group, now_ms, fx)
+        if isinstance(response, Pending):
+            own = fx.take(group_id, member_id, Kind.SYNC)
+            if isinstance(own, SyncResult):
+                response = own
+        return fx.outcome(response)
+
+    def heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        *,
+        group_instance_id: str | None = None,
+        now_ms: int,
+    ) -> Outcome[ErrorCode]:
+        fx = Effects()
+        if not group_id:
+            return fx.outcome(ErrorCode.INVALID_GROUP_ID)
+        group = self._advanced(group_id, now_ms, fx)
+        if group is None:
+            return fx.outcome(ErrorCode.UNKNOWN_MEMBER_ID)
+        error = self._rb.validate_member(group, member_id, group_instance_id)
+        if error is not None:
+            return fx.outcome(error)
+        if generation_id != group.generation:
+            return fx.outcome(ErrorCode.ILLEGAL_GENERATION)
+        member = group.members[member_id]
+        member.heartbeat_deadline = now_ms + member.session_timeout_ms
+        if group.state is PREPARING:
+            return fx.outcome(ErrorCode.REBALANCE_IN_PROGRESS)
+        # Kafka answers NONE while completing: members heartbeat between JoinGroup and SyncGroup.
+        return fx.outcome(ErrorCode.NONE)
+
+    def leave(
+        self, group_id: str, members: Sequence[tuple[str, str | None]], *, now_ms: int
+    ) -> Outcome[LeaveResult]:
+        """LeaveGroup: members are (member_id, group_instance_id). An empty member id with an
+        instance id removes that static member (admin removal). For v0-2 pass one member and
+        use its error as the top-level error."""
+        fx = Effects()
+        if not group_id:
+            return fx.outcome(LeaveResult(ErrorCode.INVALID_GROUP_ID))
+        group = self._advanced(group_id, now_ms, fx)
+        if group is None:
+            unknown = tuple(MemberLeave(m, i, ErrorCode.UNKNOWN_MEMBER_ID) for m, i in members)
+            return fx.outcome(LeaveResult(ErrorCode.UNKNOWN_MEMBER_ID, unknown))
+        results = []
+        removed: list[str] = []
+        removed_pending = False
+        for member_id, instance_id in members:
+            error: ErrorCode | None
+            if member_id == UNKNOWN_MEMBER_ID:
+                target = group.static_members.get(instance_id) if instance_id is not None else None
+                error = ErrorCode.UNKNOWN_MEMBER_ID if target is None else None
+            elif member_id in group.pending_members:
+                del group.pending_members[member_id]
+                removed_pending = True
+                target, error = None, None
+            else:
+                target, error = member_id, self._rb.validate_member(group, member_id, instance_id)
+            if error is None and target is not None:
+                self._rb.remove_member(group, group.members[target], fx)
+                removed.append(target)
+            results.append(MemberLeave(member_id, instance_id, error or ErrorCode.NONE))
+        if removed:
+            self._rb.after_removal(group, fx, now_ms, f"members left: {', '.join(removed)}")
+        elif removed_pending:
+            self._rb.maybe_complete_join_phase(group, fx, now_ms)
+        self._rb.advance(group, now_ms, fx)
+        return fx.outcome(LeaveResult(ErrorCode.NONE, tuple(results)))
+
+    # ------------------------------------------------------------------------------------
+    # Timers
+
+    def tick(self, now_ms: int) -> Outcome[None]:
+        """Fire every timer that is due: session and join timeouts, the end of a rebalance
+        delay, sync timeouts, and (every retention check interval) offset expiry."""
+        fx = Effects()
+        for group in list(self.groups.values()):
+            self._rb.advance(group, now_ms, fx)
+        due = self._next_retention_check
+        if due is not None and now_ms >= due:
+            self._expire_offsets(fx, now_ms)
+            self._next_retention_check = now_ms + self.config.offsets_retention_check_interval_ms
+        return fx.outcome(None)
+
+    def next_deadline(self) -> int | None:
+        """The earliest time at which tick() has something to do, or None."""
+        deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
+        if self.groups and self._next_retention_check is not None:
+            deadlines.append(self._next_retention_check)
+        return min(deadlines, default=None)
+
+    def _advanced(self, group_id: str, now_ms: int, fx: Effects) -> Group | None:
+        group = self.groups.get(group_id)
+        if group is not None:
+            self._rb.advance(group, now_ms, fx)
+        return group
+
+    # ------------------------------------------------------------------------------------
+    # Offsets
+
+    def commit(
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        offsets: Sequence[CommitEntry],
+        *,
+        group_instance_id: str | None = None,
+        now_ms: int,
+    ) -> Outcome[list[PartitionResult]]:
+        """OffsetCommit. Generation -1 with no member id is a standalone ("simple") commit,
+        accepted only while the group has no members; it creates the group if needed."""
+        fx = Effects()
+        group = self._advanced(group_id, now_ms, fx)
+        created = False
+        error: ErrorCode | None
+        if group is None and generation_id >= 0:
+            error = ErrorCode.ILLEGAL_GENERATION  # v9+ callers may prefer GROUP_ID_NOT_FOUND
+        else:
+            if group is None:
+                group = self._create_group(group_id, now_ms)
+                created = True
+            error = self._validate_commit(group, member_id, group_instance_id, generation_id)
+        results = []
+        limit = self.config.offset_metadata_max_bytes
+        for topic, partition, offset, leader_epoch, metadata in offsets:
+            text = metadata or ""
+            code = error
+            if code is None and len(text.encode()) > limit:
+                code = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            if code is None and group is not None:
+                group.offsets[(topic, partition)] = OffsetAndMetadata(offset, leader_epoch, text, now_ms)
+                fx.records.append(
+                    OffsetCommitted(group_id, topic, partition, offset, leader_epoch, text, now_ms)
+                )
+            results.append(PartitionResult(topic, partition, code or ErrorCode.NONE))
+        if group is not None:
+            member = group.members.get(member_id)
+            if error is None and member is not None and group.state in (STABLE, PREPARING):
+                # A commit proves the member alive, as a heartbeat would.
+                member.heartbeat_deadline = now_ms + member.session_timeout_ms
+            if created:
+                self._forget_if_unused(group)
+        return fx.outcome(results)
+
+    def _validate_commit(
+        self, group: Group, member_id: str, group_instance_id: str | None, generation_id: int
+    ) -> ErrorCode | None:
+        if generation_id < 0 and group.state is EMPTY:
+            return None
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            error = self._rb.validate_member(group, member_id, group_instance_id)
+            if error is not None:
+                return error
+            if generation_id != group.generation:
+                return ErrorCode.ILLEGAL_GENERATION
+        elif group.state is not EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.state is COMPLETING:
+            # The member knows the new generation but has no assignment yet.
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return None
+
+    def fetch_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]] | None, *, now_ms: int
+    ) -> Outcome[list[FetchedOffset]]:
+        """OffsetFetch of the given (topic, partition)s, or of everything committed (None).
+        Partitions without a commit answer offset -1."""
+        fx = Effects()
+        group = self._advanced(group_id, now_ms, fx)
+        committed = group.offsets if group is not None else {}
+        keys = sorted(committed) if partitions is None else list(partitions)
+        results = []
+        for topic, partition in keys:
+            o = committed.get((topic, partition))
+            if o is None:
+                results.append(FetchedOffset(topic, partition, -1, -1, ""))
+            else:
+                results.append(FetchedOffset(topic, partition, o.offset, o.leader_epoch, o.metadata))
+        return fx.outcome(results)
+
+    def delete_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]], *, now_ms: int
+    ) -> Outcome[OffsetDeleteResult]:
+        """OffsetDelete: refused for topics an active consumer group subscribes to."""
+        fx = Effects()
+        group = self._advanced(group_id, now_ms, fx)
+        if group is None:
+            return fx.outcome(OffsetDeleteResult(ErrorCode.GROUP_ID_NOT_FOUND))
+        if group.state is not EMPTY and group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return fx.outcome(OffsetDeleteResult(ErrorCode.NON_EMPTY_GROUP))
+        results = []
+        for topic, partition in partitions:
+            if group.state is not EMPTY and group.is_subscribed_to(topic):
+                results.append(PartitionResult(topic, partition, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC))
+                continue
+            if group.offsets.pop((topic, partition), None) is not None:
+                fx.records.append(OffsetDeleted(group_id, topic, partition))
+            results.append(PartitionResult(topic, partition, ErrorCode.NONE))
+        return fx.outcome(OffsetDeleteResult(ErrorCode.NONE, tuple(results)))
+
+    def _expire_offsets(self, fx: Effects, now_ms: int) -> None:
+        """KIP-211: a group's offsets expire once it has been Empty for the retention period;
+        standalone groups' offsets, and a Stable consumer group's offsets of topics it no
+        longer subscribes to, expire by commit time. Empty groups left with nothing go away."""
+        retention = self.config.offsets_retention_ms
+        for group in list(self.groups.values()):
+            stable_consumer = (
+                group.state is STABLE
+                and group.protocol_type == CONSUMER_PROTOCOL_TYPE
+                and group.subscribed_topics is not None
+            )
+            for (topic, partition), o in list(group.offsets.items()):
+                if group.protocol_type is None:
+                    base = o.commit_ms
+                elif group.state is EMPTY:
+                    base = group.state_since_ms
+                elif stable_consumer and not group.is_subscribed_to(topic):
+                    base = o.commit_ms
+                else:
+                    continue
+                if now_ms - base >= retention:
+                    del group.offsets[(topic, partition)]
+                    fx.records.append(OffsetDeleted(group.group_id, topic, partition))
+            if group.state is EMPTY and not group.offsets and not group.pending_members:
+                self._delete_group(group, fx, now_ms)
+
+    # ------------------------------------------------------------------------------------
+    # Admin: DescribeGroups, ListGroups, DeleteGroups
+
+    def describe(self, group_id: str, *, now_ms: int) -> Outcome[GroupDescription]:
+        fx = Effects()
+        group = self._advanced(group_id, now_ms, fx)
+        if group is None:
+            return fx.outcome(GroupDescription(group_id, ErrorCode.NONE, DEAD.value, "", ""))
+        stable = group.state is STABLE
+        members = tuple(
+            MemberDescription(
+                m.member_id,
+                m.group_instance_id,
+                m.client_id,
+                m.client_host,
+                m.metadata(group.protocol_name) if stable else b"",
+                m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        )
+        protocol_data = (group.protocol_name or "") if stable else ""
+        return fx.outcome(
+            GroupDescription(
+                group_id, ErrorCode.NONE, group.state.value, group.protocol_type or "", protocol_data, members
+            )
+        )
+
+    def list_groups(
+        self, states_filter: Iterable[str] = (), types_filter: Iterable[str] = (), *, now_ms: int
+    ) -> Outcome[list[ListedGroup]]:
+        """ListGroups; both filters match case-insensitively, and these groups are all "classic"."""
+        fx = Effects()
+        for group in list(self.groups.values()):
+            self._rb.advance(group, now_ms, fx)
+        states = {s.strip().lower() for s in states_filter}
+        types = {t.strip().lower() for t in types_filter}
+        if types and "classic" not in types:
+            return fx.outcome([])
+        listed = [
+            ListedGroup(g.group_id, g.protocol_type or "", g.state.value)
+            for g in self.groups.values()
+            if not states or g.state.value.lower() in states
+        ]
+        return fx.outcome(listed)
+
+    def delete_groups(self, group_ids: Iterable[str], *, now_ms: int) -> Outcome[list[DeleteResult]]:
+        fx = Effects()
+        results = []
+        for group_id in group_ids:
+            group = self._advanced(group_id, now_ms, fx)
+            if group is None:
+                results.append(DeleteResult(group_id, ErrorCode.GROUP_ID_NOT_FOUND))
+            elif group.state is not EMPTY:
+                results.append(DeleteResult(group_id, ErrorCode.NON_EMPTY_GROUP))
+            else:
+                self._delete_group(group, fx, now_ms)
+                results.append(DeleteResult(group_id, ErrorCode.NONE))
+        return fx.outcome(results)
+
+    # ------------------------------------------------------------------------------------
+    # Durability
+
+    def replay(self, record: Record, now_ms: int) -> None:
+        """Rebuild state from a persisted record, in log order, before serving requests.
+        Offsets come back exactly; a group comes back Empty with its protocol type and
+        generation (its members rejoin), Empty since the record's time, or since now_ms if
+        it had members when written."""
+        if isinstance(record, GroupDeleted):
+            self.groups.pop(record.group_id, None)
+            return
+        group = self.groups.get(record.group_id)
+        if isinstance(record, OffsetDeleted):
+            if group is not None:
+                group.offsets.pop((record.topic, record.partition), None)
+            return
+        if group is None:
+            group = self._create_group(record.group_id, now_ms)
+        if isinstance(record, OffsetCommitted):
+            group.offsets[(record.topic, record.partition)] = OffsetAndMetadata(
+                record.offset, record.leader_epoch, record.metadata, record.commit_ms
+            )
+        else:
+            group.protocol_type = record.protocol_type
+            group.generation = record.generation
+            group.state_since_ms = record.timestamp_ms if not record.member_ids else now_ms
+            group.subscribed_topics = group.compute_subscribed_topics()
+
+    # ------------------------------------------------------------------------------------
+    # Helpers
+
+    def _create_group(self, group_id: str, now_ms: int) -> Group:
+        group = self.groups[group_id] = Group(group_id, state_since_ms=now_ms)
+        if self._next_retention_check is None:
+            self._next_retention_check = now_ms + self.config.offsets_retention_check_interval_ms
+        return group
+
+    def _forget_if_unused(self, group: Group) -> None:
+        """Drop a group this request created if nothing came of it (it was never persisted)."""
+        if group.state is EMPTY and not group.members and not group.pending_members and not group.offsets:
+            del self.groups[group.group_id]
+
+    def _delete_group(self, group: Group, fx: Effects, now_ms: int) -> None:
+        for topic, partition in group.offsets:
+            fx.records.append(OffsetDeleted(group.group_id, topic, partition))
+        group.offsets.clear()
+        fx.records.append(GroupDeleted(group.group_id))
+        group.transition(DEAD, now_ms)
+        del self.groups[group.group_id]
