@@ -36,6 +36,7 @@ def cpu_seconds(pid: int | None) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
 PRODUCER_CONF = {
     "linger.ms": 5,
     "batch.size": 1_000_000,
@@ -47,8 +48,14 @@ PRODUCER_CONF = {
 
 def ceiling(n: int, payload: bytes) -> float:
     """Messages per second the producer reaches into its own queue, with no broker behind it."""
-    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "socket.connection.setup.timeout.ms": 1000,
-                         "log_level": 0, **PRODUCER_CONF})
+    producer = Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "socket.connection.setup.timeout.ms": 1000,
+            "log_level": 0,
+            **PRODUCER_CONF,
+        }
+    )
     start = time.perf_counter()
     for _ in range(n):
         producer.produce("ceiling", payload)
@@ -77,11 +84,19 @@ def produce(bootstrap: str, topic: str, n: int, payload: bytes) -> float:
 
 
 def consume(bootstrap: str, topic: str, partitions: int, n: int) -> float:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                         "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760,
-                         # librdkafka stops fetching once this many messages wait in its queue
-                         # (default 100,000): with a Python loop draining it, that caps throughput.
-                         "queued.min.messages": 1_000_000, "queued.max.messages.kbytes": 1_048_576})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 10_485_760,
+            # librdkafka stops fetching once this many messages wait in its queue
+            # (default 100,000): with a Python loop draining it, that caps throughput.
+            "queued.min.messages": 1_000_000,
+            "queued.max.messages.kbytes": 1_048_576,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 1) for p in range(partitions)])  # skip the warm-up record
     got = 0
     start = time.perf_counter()
@@ -120,7 +135,8 @@ def startup_and_memory(runs: int) -> tuple[float, float]:
             start = time.perf_counter()
             process = subprocess.Popen(
                 [sys.executable, "-m", "eventyard", "serve", "--port", str(port), "--data-dir", data],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             times.append(first_answer(port, start))
             time.sleep(1.0)
@@ -132,7 +148,9 @@ def startup_and_memory(runs: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--sizes", default="100,1024")
     parser.add_argument("--partitions", type=int, default=1)
@@ -150,8 +168,10 @@ def main() -> None:
         bootstrap = broker.bootstrap
     print(f"# {args.messages:,} messages per run, {args.partitions} partition(s), median of {args.runs} runs")
     print("# cpu: the broker process's CPU use during the phase (100% = one core busy)")
-    print(f"{'size':>6} {'ceiling msg/s':>14} {'produce msg/s':>14} {'MB/s':>7} {'ratio':>6} {'cpu':>5} "
-          f"{'consume msg/s':>14} {'MB/s':>7} {'cpu':>5}")
+    print(
+        f"{'size':>6} {'ceiling msg/s':>14} {'produce msg/s':>14} {'MB/s':>7} {'ratio':>6} {'cpu':>5} "
+        f"{'consume msg/s':>14} {'MB/s':>7} {'cpu':>5}"
+    )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             payload = b"x" * size
@@ -170,8 +190,11 @@ def main() -> None:
             c, p, r, pc, rc = (
                 statistics.median(x) for x in (ceilings, produced, consumed, produce_cpu, consume_cpu)
             )
-            print(f"{size:>6} {c:>14,.0f} {p:>14,.0f} {p * size / 1e6:>7.1f} {p / c:>6.2f} {pc:>5.0%} "
-                  f"{r:>14,.0f} {r * size / 1e6:>7.1f} {rc:>5.0%}", flush=True)
+            print(
+                f"{size:>6} {c:>14,.0f} {p:>14,.0f} {p * size / 1e6:>7.1f} {p / c:>6.2f} {pc:>5.0%} "
+                f"{r:>14,.0f} {r * size / 1e6:>7.1f} {rc:>5.0%}",
+                flush=True,
+            )
     finally:
         if broker is not None:
             broker.stop()

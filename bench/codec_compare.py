@@ -52,7 +52,9 @@ def cases() -> list[tuple[str, Any, int, str, str]]:
                 name=f"topic-{t}",
                 topic_id=uuid.uuid4(),
                 partitions=[
-                    mr.MetadataResponsePartition(partition_index=p, leader_id=1, replica_nodes=[1], isr_nodes=[1])
+                    mr.MetadataResponsePartition(
+                        partition_index=p, leader_id=1, replica_nodes=[1], isr_nodes=[1]
+                    )
                     for p in range(10)
                 ],
             )
@@ -64,7 +66,9 @@ def cases() -> list[tuple[str, Any, int, str, str]]:
             fr.FetchableTopicResponse(
                 topic="orders",
                 partitions=[
-                    fr.PartitionData(partition_index=p, high_watermark=10, last_stable_offset=10, records=b"x" * 100_000)
+                    fr.PartitionData(
+                        partition_index=p, high_watermark=10, last_stable_offset=10, records=b"x" * 100_000
+                    )
                     for p in range(10)
                 ],
             )
@@ -94,9 +98,9 @@ def main() -> None:
         kio_obj, _ = read_kio(data, 0)
         assert len(data) > 0
 
-        def kio_encode(obj: Any = kio_obj) -> bytes:
+        def kio_encode(obj: Any = kio_obj, write: Any = write_kio) -> bytes:
             buffer = io.BytesIO()
-            write_kio(buffer, obj)
+            write(buffer, obj)
             return buffer.getvalue()
 
         assert kio_encode() == data, f"kio and our codec disagree on {name}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import struct
 import uuid
@@ -61,7 +62,9 @@ def present(obj: Any, version: int) -> Any:
     for f in obj.SCHEMA:
         if in_range(version, f.versions):
             value = getattr(obj, f.name)
-            out[f.name] = [present(v, version) for v in value] if isinstance(value, list) else present(value, version)
+            out[f.name] = (
+                [present(v, version) for v in value] if isinstance(value, list) else present(value, version)
+            )
     return out
 
 
@@ -116,7 +119,9 @@ def test_flexible_fetch_uses_compact_encodings_and_tags() -> None:
 
 
 def test_unknown_tagged_fields_are_skipped() -> None:
-    data = bytearray(codec.encode(ApiVersionsRequest(client_software_name="x", client_software_version="1"), 3))
+    data = bytearray(
+        codec.encode(ApiVersionsRequest(client_software_name="x", client_software_version="1"), 3)
+    )
     assert data[-1] == 0
     data[-1:] = b"\x01\x63\x03abc"  # one tagged field: tag 99, 3 bytes
     decoded, end = codec.decode(ApiVersionsRequest, 3, bytes(data))
@@ -135,10 +140,8 @@ def test_frame_reader_refuses_oversized_frames() -> None:
 @settings(max_examples=3000, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_frames_never_escape_the_defined_errors(frame: bytes) -> None:
-    try:
+    with contextlib.suppress(protocol.MalformedRequest, protocol.UnsupportedVersion, codec.DecodeError):
         protocol.parse_request(frame)
-    except (protocol.MalformedRequest, protocol.UnsupportedVersion, codec.DecodeError):
-        pass
 
 
 def _valid_frames() -> list[bytes]:
@@ -155,14 +158,15 @@ VALID_FRAMES = _valid_frames()
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.sampled_from(VALID_FRAMES), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6))
+@given(
+    st.sampled_from(VALID_FRAMES),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+)
 def test_mutated_frames_never_escape_the_defined_errors(frame: bytes, flips: list[tuple[int, int]]) -> None:
     mutated = bytearray(frame)
     for pos, value in flips:
         if mutated:
             mutated[pos % len(mutated)] = value
     cut = flips[0][0] % (len(mutated) + 1) if flips else len(mutated)
-    try:
+    with contextlib.suppress(protocol.MalformedRequest, protocol.UnsupportedVersion, codec.DecodeError):
         protocol.parse_request(bytes(mutated[:cut]))
-    except (protocol.MalformedRequest, protocol.UnsupportedVersion, codec.DecodeError):
-        pass

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventyard.broker.config import BrokerConfig, log_config
+from eventyard.broker.groups import GroupService
 from eventyard.broker.handlers import Route, load_all
 from eventyard.broker.partition import Partition
 from eventyard.broker.topics import TopicRegistry
@@ -52,6 +53,7 @@ class Broker:
         self.config = config
         self.routes: dict[int, Route] = load_all()
         self.topics = TopicRegistry(config, open_engine(config))
+        self.groups = GroupService(config.data_dir, now_ms, config.groups)
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -131,10 +133,12 @@ class Broker:
                         await self.flush(partition)
                 except StorageError:
                     log.exception("storage error on %s-%d", topic.name, partition.index)
+        self.groups.journal.flush()
 
     async def close(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        self.groups.close()
         for topic in self.topics.topics.values():
             for partition in topic.partitions:
                 try:

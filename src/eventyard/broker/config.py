@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventyard.coordinator.group import GroupConfig
 from eventyard.storage.base import LogConfig
 
 LONG_MAX = 9223372036854775807
@@ -119,6 +120,7 @@ class BrokerConfig:
     # Topic config defaults set at broker level (Kafka's log.* settings, by topic config name).
     topic_defaults: dict[str, str] = field(default_factory=dict)
     housekeeping_interval_s: float = 5.0
+    groups: GroupConfig = field(default_factory=GroupConfig)
 
     @property
     def advertised(self) -> str:

@@ -147,7 +147,11 @@ class Server:
         broker = self.broker
 
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(broker, self.connections), self.config.host, self.config.port, reuse_address=True, backlog=1024
+            lambda: Connection(broker, self.connections),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=1024,
         )
         port = self._server.sockets[0].getsockname()[1]
         if self.config.port == 0:
@@ -166,8 +170,13 @@ class Server:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        workers = []
         for conn in list(self.connections):
             conn.close()
+            if conn.worker is not None:
+                conn.worker.cancel()
+                workers.append(conn.worker)
+        await asyncio.gather(*workers, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventyard.broker.config import BrokerConfig, log_config
+from eventyard.broker.config import TOPIC_CONFIGS, BrokerConfig, log_config
 from eventyard.broker.partition import Partition
 from eventyard.storage.base import StorageEngine
 
@@ -113,8 +113,6 @@ class TopicRegistry:
         )
 
     def effective_configs(self, topic: Topic) -> dict[str, str]:
-        from eventyard.broker.config import TOPIC_CONFIGS
-
         return {name: topic.configs.get(name, self.config.topic_default(name)) for name in TOPIC_CONFIGS}
 
     def get(self, name: str) -> Topic | None:
@@ -151,6 +149,9 @@ class TopicRegistry:
     def set_configs(self, topic: Topic, configs: dict[str, str]) -> None:
         topic.configs = dict(configs)
         self._save()
+        storage_config = log_config(self.effective_configs(topic))
+        for partition in topic.partitions:
+            partition.log.config = storage_config
 
     def allocate_producer_id(self) -> int:
         pid = self.next_producer_id

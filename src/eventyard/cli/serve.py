@@ -32,10 +32,8 @@ async def run(config: BrokerConfig, started: float) -> None:
         loop.add_signal_handler(sig, stop.set)
     where = "memory" if config.data_dir is None else str(config.data_dir)
     # One line that scripts and tests wait for: the broker is ready.
-    print(
-        f"eventyard ready on {config.host}:{server.port} (data: {where}) in {time.monotonic() - started:.3f}s",
-        flush=True,
-    )
+    elapsed = time.monotonic() - started
+    print(f"eventyard ready on {config.host}:{server.port} (data: {where}) in {elapsed:.3f}s", flush=True)
     await stop.wait()
     logging.getLogger("eventyard").info("shutting down")
     await server.stop()

@@ -144,7 +144,9 @@ def parse_request(frame: bytes) -> tuple[RequestHeader, Any, ApiMessages]:
 def frame_response(messages: ApiMessages, version: int, correlation_id: int, response: Any) -> list[bytes]:
     """The size-prefixed response as parts for writelines(): record sets are not copied."""
     sink = codec.Sink()
-    codec.encode_into(sink, ResponseHeader(correlation_id=correlation_id), response_header_version(messages, version))
+    codec.encode_into(
+        sink, ResponseHeader(correlation_id=correlation_id), response_header_version(messages, version)
+    )
     codec.encode_into(sink, response, version)
     parts = sink.finish()
     parts.insert(0, _SIZE.pack(sum(len(p) for p in parts)))

@@ -32,6 +32,6 @@ def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handl
 
 
 def load_all() -> dict[int, Route]:
-    from eventyard.broker.handlers import admin, configs, fetch, metadata, offsets, produce  # noqa: F401
+    from eventyard.broker.handlers import admin, configs, fetch, groups, metadata, offsets, produce  # noqa: F401
 
     return ROUTES

@@ -51,7 +51,9 @@ def _read(broker: Broker, version: int, request: FetchRequest) -> tuple[FetchRes
         unknown = ErrorCode.UNKNOWN_TOPIC_ID if use_ids else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         results = []
         for fp in wanted.partitions:
-            data = PartitionData(partition_index=fp.partition, high_watermark=-1, last_stable_offset=-1, records=b"")
+            data = PartitionData(
+                partition_index=fp.partition, high_watermark=-1, last_stable_offset=-1, records=b""
+            )
             if request.isolation_level == READ_COMMITTED:
                 data.aborted_transactions = []
             else:

@@ -30,7 +30,7 @@ EARLIEST_LOCAL = -4  # KIP-405: no tiered storage, so the same as earliest
 LATEST_TIERED = -5  # KIP-1005: nothing is tiered, so the log start offset
 
 
-@handles(2, 0, 9)
+@handles(2, 0, 10)
 async def list_offsets(
     broker: Broker, ctx: RequestContext, request: ListOffsetsRequest
 ) -> ListOffsetsResponse:

@@ -1,0 +1,388 @@
+"""Consumer groups: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and OffsetDelete. Translation only: the
+rules live in the coordinator (eventyard.coordinator.group)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventyard.broker.handlers import handles
+from eventyard.coordinator.group_results import JoinResult, SyncResult
+from eventyard.protocol.error_codes import ErrorCode
+from eventyard.protocol.messages import offset_fetch_response as ofr
+from eventyard.protocol.messages.delete_groups_request import DeleteGroupsRequest
+from eventyard.protocol.messages.delete_groups_response import DeletableGroupResult, DeleteGroupsResponse
+from eventyard.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from eventyard.protocol.messages.describe_groups_response import (
+    DescribedGroup,
+    DescribedGroupMember,
+    DescribeGroupsResponse,
+)
+from eventyard.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from eventyard.protocol.messages.find_coordinator_response import Coordinator, FindCoordinatorResponse
+from eventyard.protocol.messages.heartbeat_request import HeartbeatRequest
+from eventyard.protocol.messages.heartbeat_response import HeartbeatResponse
+from eventyard.protocol.messages.join_group_request import JoinGroupRequest
+from eventyard.protocol.messages.join_group_response import JoinGroupResponse, JoinGroupResponseMember
+from eventyard.protocol.messages.leave_group_request import LeaveGroupRequest
+from eventyard.protocol.messages.leave_group_response import LeaveGroupResponse, MemberResponse
+from eventyard.protocol.messages.list_groups_request import ListGroupsRequest
+from eventyard.protocol.messages.list_groups_response import ListedGroup, ListGroupsResponse
+from eventyard.protocol.messages.offset_commit_request import OffsetCommitRequest
+from eventyard.protocol.messages.offset_commit_response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from eventyard.protocol.messages.offset_delete_request import OffsetDeleteRequest
+from eventyard.protocol.messages.offset_delete_response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from eventyard.protocol.messages.offset_fetch_request import OffsetFetchRequest
+from eventyard.protocol.messages.sync_group_request import SyncGroupRequest
+from eventyard.protocol.messages.sync_group_response import SyncGroupResponse
+
+if TYPE_CHECKING:
+    from eventyard.broker.broker import Broker, RequestContext
+
+GROUP_KEY = 0
+OPERATIONS_NOT_REQUESTED = -(2**31)
+
+
+@handles(10, 0, 6)
+async def find_coordinator(
+    broker: Broker, ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
+    node, host, port = broker.config.node_id, broker.config.advertised, broker.port
+
+    def answer(key: str) -> Coordinator:
+        if request.key_type != GROUP_KEY:
+            return Coordinator(
+                key=key,
+                node_id=-1,
+                host="",
+                port=-1,
+                error_code=ErrorCode.INVALID_REQUEST,
+                error_message="only consumer group coordinators exist here (no transactions yet)",
+            )
+        return Coordinator(key=key, node_id=node, host=host, port=port)
+
+    if ctx.version >= 4:
+        return FindCoordinatorResponse(coordinators=[answer(k) for k in request.coordinator_keys])
+    one = answer(request.key)
+    return FindCoordinatorResponse(
+        error_code=one.error_code,
+        error_message=one.error_message,
+        node_id=one.node_id,
+        host=one.host,
+        port=one.port,
+    )
+
+
+@handles(11, 0, 9)
+async def join_group(broker: Broker, ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
+    groups = broker.groups
+    outcome = groups.coordinator.join(
+        request.group_id,
+        request.member_id,
+        protocol_type=request.protocol_type,
+        protocols=[(p.name, p.metadata) for p in request.protocols],
+        session_timeout_ms=request.session_timeout_ms,
+        rebalance_timeout_ms=request.rebalance_timeout_ms,
+        group_instance_id=request.group_instance_id,
+        client_id=ctx.header.client_id or "",
+        client_host=ctx.client_host.rsplit(":", 1)[0],
+        require_known_member_id=ctx.version >= 4,
+        supports_skip_assignment=ctx.version >= 9,
+        reason=request.reason,
+        now_ms=groups.now_ms(),
+    )
+    result = await groups.wait(groups.apply(outcome))
+    assert isinstance(result, JoinResult)
+    flexible_names = ctx.version >= 7  # protocol type and name became nullable in v7
+    return JoinGroupResponse(
+        error_code=result.error_code,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type if flexible_names else None,
+        protocol_name=result.protocol_name if flexible_names else (result.protocol_name or ""),
+        leader=result.leader,
+        skip_assignment=result.skip_assignment,
+        member_id=result.member_id,
+        members=[
+            JoinGroupResponseMember(
+                member_id=m.member_id, group_instance_id=m.group_instance_id, metadata=m.metadata
+            )
+            for m in result.members
+        ],
+    )
+
+
+@handles(14, 0, 5)
+async def sync_group(broker: Broker, ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
+    groups = broker.groups
+    outcome = groups.coordinator.sync(
+        request.group_id,
+        request.member_id,
+        request.generation_id,
+        group_instance_id=request.group_instance_id,
+        protocol_type=request.protocol_type,
+        protocol_name=request.protocol_name,
+        assignments=[(a.member_id, a.assignment) for a in request.assignments],
+        now_ms=groups.now_ms(),
+    )
+    result = await groups.wait(groups.apply(outcome))
+    assert isinstance(result, SyncResult)
+    return SyncGroupResponse(
+        error_code=result.error_code,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name,
+        assignment=result.assignment,
+    )
+
+
+@handles(12, 0, 4)
+async def heartbeat(broker: Broker, ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+    groups = broker.groups
+    error = groups.apply(
+        groups.coordinator.heartbeat(
+            request.group_id,
+            request.member_id,
+            request.generation_id,
+            group_instance_id=request.group_instance_id,
+            now_ms=groups.now_ms(),
+        )
+    )
+    return HeartbeatResponse(error_code=error)
+
+
+@handles(13, 0, 5)
+async def leave_group(broker: Broker, ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
+    groups = broker.groups
+    batched = ctx.version >= 3
+    members = (
+        [(m.member_id, m.group_instance_id) for m in request.members]
+        if batched
+        else [(request.member_id, None)]
+    )
+    result = groups.apply(groups.coordinator.leave(request.group_id, members, now_ms=groups.now_ms()))
+    if not batched:
+        error = result.members[0].error_code if result.members else result.error_code
+        return LeaveGroupResponse(error_code=error or result.error_code)
+    return LeaveGroupResponse(
+        error_code=result.error_code,
+        members=[
+            MemberResponse(
+                member_id=m.member_id, group_instance_id=m.group_instance_id, error_code=m.error_code
+            )
+            for m in result.members
+        ],
+    )
+
+
+@handles(8, 0, 9)
+async def offset_commit(
+    broker: Broker, ctx: RequestContext, request: OffsetCommitRequest
+) -> OffsetCommitResponse:
+    groups = broker.groups
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    entries = []
+    for t in request.topics:
+        for p in t.partitions:
+            if broker.topics.partition(t.name, p.partition_index) is None:
+                errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                entries.append(
+                    (
+                        t.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.committed_metadata,
+                    )
+                )
+    if entries:
+        results = groups.apply(
+            groups.coordinator.commit(
+                request.group_id,
+                request.member_id,
+                request.generation_id_or_member_epoch,
+                entries,
+                group_instance_id=request.group_instance_id,
+                now_ms=groups.now_ms(),
+            )
+        )
+        errors.update({(r.topic, r.partition): r.error_code for r in results})
+    return OffsetCommitResponse(
+        topics=[
+            OffsetCommitResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetCommitResponsePartition(
+                        partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)]
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ]
+    )
+
+
+def _fetch_group(
+    broker: Broker, group_id: str, wanted: list[tuple[str, list[int]]] | None
+) -> dict[str, list[tuple[int, int, int, str | None, ErrorCode]]]:
+    """Committed offsets of a group by topic: (partition, offset, leader epoch, metadata, error)."""
+    groups = broker.groups
+    partitions = None if wanted is None else [(name, p) for name, ps in wanted for p in ps]
+    fetched = groups.apply(groups.coordinator.fetch_offsets(group_id, partitions, now_ms=groups.now_ms()))
+    by_topic: dict[str, list[tuple[int, int, int, str | None, ErrorCode]]] = {
+        name: [] for name, _ in wanted or []
+    }
+    for f in fetched:
+        by_topic.setdefault(f.topic, []).append(
+            (f.partition, f.offset, f.leader_epoch, f.metadata, f.error_code)
+        )
+    return by_topic
+
+
+@handles(9, 0, 9)
+async def offset_fetch(
+    broker: Broker, ctx: RequestContext, request: OffsetFetchRequest
+) -> ofr.OffsetFetchResponse:
+    if ctx.version >= 8:
+        results = []
+        for g in request.groups:
+            wanted = None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics]
+            by_topic = _fetch_group(broker, g.group_id, wanted)
+            results.append(
+                ofr.OffsetFetchResponseGroup(
+                    group_id=g.group_id,
+                    topics=[
+                        ofr.OffsetFetchResponseTopics(
+                            name=name,
+                            partitions=[
+                                ofr.OffsetFetchResponsePartitions(
+                                    partition_index=p,
+                                    committed_offset=o,
+                                    committed_leader_epoch=e,
+                                    metadata=m,
+                                    error_code=err,
+                                )
+                                for p, o, e, m, err in parts
+                            ],
+                        )
+                        for name, parts in by_topic.items()
+                    ],
+                )
+            )
+        return ofr.OffsetFetchResponse(groups=results)
+    wanted = None if request.topics is None else [(t.name, t.partition_indexes) for t in request.topics]
+    by_topic = _fetch_group(broker, request.group_id, wanted)
+    return ofr.OffsetFetchResponse(
+        topics=[
+            ofr.OffsetFetchResponseTopic(
+                name=name,
+                partitions=[
+                    ofr.OffsetFetchResponsePartition(
+                        partition_index=p,
+                        committed_offset=o,
+                        committed_leader_epoch=e,
+                        metadata=m,
+                        error_code=err,
+                    )
+                    for p, o, e, m, err in parts
+                ],
+            )
+            for name, parts in by_topic.items()
+        ]
+    )
+
+
+@handles(15, 0, 5)
+async def describe_groups(
+    broker: Broker, ctx: RequestContext, request: DescribeGroupsRequest
+) -> DescribeGroupsResponse:
+    groups = broker.groups
+    described = []
+    for group_id in request.groups:
+        d = groups.apply(groups.coordinator.describe(group_id, now_ms=groups.now_ms()))
+        described.append(
+            DescribedGroup(
+                error_code=d.error_code,
+                group_id=d.group_id,
+                group_state=d.state,
+                protocol_type=d.protocol_type,
+                protocol_data=d.protocol_data,
+                authorized_operations=OPERATIONS_NOT_REQUESTED,
+                members=[
+                    DescribedGroupMember(
+                        member_id=m.member_id,
+                        group_instance_id=m.group_instance_id,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        member_metadata=m.metadata,
+                        member_assignment=m.assignment,
+                    )
+                    for m in d.members
+                ],
+            )
+        )
+    return DescribeGroupsResponse(groups=described)
+
+
+@handles(16, 0, 5)
+async def list_groups(broker: Broker, ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
+    groups = broker.groups
+    listed = groups.apply(
+        groups.coordinator.list_groups(request.states_filter, request.types_filter, now_ms=groups.now_ms())
+    )
+    return ListGroupsResponse(
+        groups=[
+            ListedGroup(
+                group_id=g.group_id,
+                protocol_type=g.protocol_type,
+                group_state=g.state,
+                group_type=g.group_type,
+            )
+            for g in listed
+        ]
+    )
+
+
+@handles(42, 0, 2)
+async def delete_groups(
+    broker: Broker, ctx: RequestContext, request: DeleteGroupsRequest
+) -> DeleteGroupsResponse:
+    groups = broker.groups
+    results = groups.apply(groups.coordinator.delete_groups(request.groups_names, now_ms=groups.now_ms()))
+    return DeleteGroupsResponse(
+        results=[DeletableGroupResult(group_id=r.group_id, error_code=r.error_code) for r in results]
+    )
+
+
+@handles(47, 0, 0)
+async def offset_delete(
+    broker: Broker, ctx: RequestContext, request: OffsetDeleteRequest
+) -> OffsetDeleteResponse:
+    groups = broker.groups
+    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    result = groups.apply(groups.coordinator.delete_offsets(request.group_id, wanted, now_ms=groups.now_ms()))
+    errors = {(r.topic, r.partition): r.error_code for r in result.partitions}
+    return OffsetDeleteResponse(
+        error_code=result.error_code,
+        topics=[
+            OffsetDeleteResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetDeleteResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=errors.get((t.name, p.partition_index), ErrorCode.NONE),
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ],
+    )
