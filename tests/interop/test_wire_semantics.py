@@ -36,7 +36,11 @@ def produce(c: WireClient, topic: str, batch: bytes, partition: int = 0, acks: i
     request = ProduceRequest(
         acks=acks,
         timeout_ms=5000,
-        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])],
+        topic_data=[
+            TopicProduceData(
+                name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)]
+            )
+        ],
     )
     p = c.request(request, 9).responses[0].partition_responses[0]
     return p.error_code, p.base_offset
@@ -64,7 +68,9 @@ def fetch(
             fq.FetchTopic(
                 topic=topic,
                 partitions=[
-                    fq.FetchPartition(partition=p, fetch_offset=offset, partition_max_bytes=partition_max_bytes)
+                    fq.FetchPartition(
+                        partition=p, fetch_offset=offset, partition_max_bytes=partition_max_bytes
+                    )
                     for p in partitions
                 ],
             )
@@ -106,7 +112,10 @@ def test_idempotent_producer_sequences(client: WireClient, topic_name: str) -> N
     assert produce(client, topic_name, batch(10))[0] == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     assert produce(client, topic_name, batch(6)) == (ErrorCode.NONE, 6)
     # A new epoch starts at sequence 0; after it, the old epoch is fenced.
-    assert produce(client, topic_name, batch(5, producer_epoch=epoch + 1))[0] == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert (
+        produce(client, topic_name, batch(5, producer_epoch=epoch + 1))[0]
+        == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    )
     assert produce(client, topic_name, batch(0, producer_epoch=epoch + 1)) == (ErrorCode.NONE, 9)
     assert produce(client, topic_name, batch(9))[0] == ErrorCode.INVALID_PRODUCER_EPOCH
     response = fetch(client, topic_name, 0)
@@ -116,8 +125,13 @@ def test_idempotent_producer_sequences(client: WireClient, topic_name: str) -> N
 
 def test_duplicates_of_the_last_five_batches_only(client: WireClient, topic_name: str) -> None:
     create(client, topic_name)
-    pid = client.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4).producer_id
-    batches = [build_batch([Record(None, b"x")], producer_id=pid, producer_epoch=0, base_sequence=s) for s in range(7)]
+    pid = client.request(
+        InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4
+    ).producer_id
+    batches = [
+        build_batch([Record(None, b"x")], producer_id=pid, producer_epoch=0, base_sequence=s)
+        for s in range(7)
+    ]
     for seq, b in enumerate(batches):
         assert produce(client, topic_name, b) == (ErrorCode.NONE, seq)
     for seq in range(2, 7):  # the last five are recognised
@@ -129,7 +143,7 @@ def test_duplicates_of_the_last_five_batches_only(client: WireClient, topic_name
 def test_fetch_limits_return_whole_batches(client: WireClient, topic_name: str) -> None:
     create(client, topic_name, 2)
     for p in (0, 1):
-        for i in range(10):
+        for _i in range(10):
             assert produce(client, topic_name, build_batch([Record(None, b"x" * 1000)]), partition=p)[0] == 0
     one_batch = len(build_batch([Record(None, b"x" * 1000)]))
     # Per-partition limit: whole batches up to the limit.
@@ -146,10 +160,14 @@ def test_fetch_limits_return_whole_batches(client: WireClient, topic_name: str) 
     partition = r.responses[0].partitions[0]
     assert records_of(partition.records) == 3 and partition.high_watermark == 10
     assert fetch(client, topic_name, 10).responses[0].partitions[0].records == b""
-    assert fetch(client, topic_name, 11).responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    assert (
+        fetch(client, topic_name, 11).responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    )
 
 
-def test_fetch_long_polls_until_data_or_timeout(broker: BrokerProcess, client: WireClient, topic_name: str) -> None:
+def test_fetch_long_polls_until_data_or_timeout(
+    broker: BrokerProcess, client: WireClient, topic_name: str
+) -> None:
     create(client, topic_name)
     start = time.monotonic()
     r = fetch(client, topic_name, 0, max_wait_ms=300)
@@ -196,7 +214,11 @@ def test_list_offsets_by_time(client: WireClient, topic_name: str) -> None:
     def lookup(ts: int, version: int = 7) -> tuple[int, int]:
         request = ListOffsetsRequest(
             replica_id=-1,
-            topics=[ListOffsetsTopic(name=topic_name, partitions=[ListOffsetsPartition(partition_index=0, timestamp=ts)])],
+            topics=[
+                ListOffsetsTopic(
+                    name=topic_name, partitions=[ListOffsetsPartition(partition_index=0, timestamp=ts)]
+                )
+            ],
         )
         p = client.request(request, version).topics[0].partitions[0]
         return p.offset, p.timestamp

@@ -43,6 +43,8 @@ class AppendResult:
 class PartitionLog(Protocol):
     """An append-only log of record batches for one partition."""
 
+    config: LogConfig  # replaced by the broker when the topic's configs change
+
     @property
     def log_start_offset(self) -> int:
         """The first offset that can be read."""
