@@ -12,7 +12,11 @@ import pytest
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages import fetch_request as fq
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
-from eventyard.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
+from eventyard.protocol.messages.create_topics_request import (
+    CreatableTopic,
+    CreatableTopicConfig,
+    CreateTopicsRequest,
+)
 from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from eventyard.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
@@ -235,3 +239,23 @@ def test_api_versions_v3_lists_what_is_served(client: WireClient) -> None:
     served = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
     assert served[0] == (3, 11) and served[1] == (4, 17) and served[18] == (0, 4)
     assert 24 not in served  # no transactions: not advertised
+
+
+def test_compacted_topics_refuse_records_without_keys(client: WireClient, topic_name: str) -> None:
+    request = CreateTopicsRequest(
+        topics=[
+            CreatableTopic(
+                name=topic_name,
+                num_partitions=1,
+                replication_factor=1,
+                configs=[CreatableTopicConfig(name="cleanup.policy", value="compact")],
+            )
+        ],
+        timeout_ms=5000,
+    )
+    assert client.request(request, 5).topics[0].error_code == ErrorCode.NONE
+    for codec in (0, 4):
+        keyless = build_batch([Record(b"k", b"v"), Record(None, b"v")], compression=codec)
+        assert produce(client, topic_name, keyless)[0] == ErrorCode.INVALID_RECORD
+        keyed = build_batch([Record(b"k", b"v"), Record(b"k2", None)], compression=codec)
+        assert produce(client, topic_name, keyed)[0] == ErrorCode.NONE

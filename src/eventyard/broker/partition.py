@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from eventyard.coordinator.producers import ProducerStates, Verdict
 from eventyard.protocol.error_codes import ErrorCode
-from eventyard.protocol.records import BatchHeader, InvalidBatch, split_batches
+from eventyard.protocol.records import BatchHeader, InvalidBatch, decode_records, split_batches
 from eventyard.storage.base import PartitionLog, StorageError
 
 LEADER_EPOCH = 0  # one node, never re-elected
@@ -53,10 +53,20 @@ class Partition:
         max_batch_bytes: int,
         now_ms: int,
         log_append_time: bool,
+        require_keys: bool = False,
     ) -> ProduceOutcome:
-        """Validate and append the record set of one produce request for this partition."""
+        """Validate and append the record set of one produce request for this partition.
+
+        require_keys (compacted topics) is the one case that decodes records before appending.
+        """
         try:
             batches = split_batches(data, max_batch_bytes)
+            if require_keys:
+                for pos, _ in batches:
+                    if any(r.key is None for r in decode_records(data, pos)):
+                        return ProduceOutcome(
+                            ErrorCode.INVALID_RECORD, message="a compacted topic needs a key on every record"
+                        )
         except InvalidBatch as exc:
             return ProduceOutcome(ErrorCode[exc.error], message=str(exc))
         headers = [h for _, h in batches]

@@ -13,7 +13,7 @@ from typing import Any
 
 from eventyard.broker.config import TOPIC_CONFIGS, BrokerConfig, log_config
 from eventyard.broker.partition import Partition
-from eventyard.storage.base import StorageEngine
+from eventyard.storage.base import StorageEngine, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,24 @@ class MetadataStore:
         return dict(json.loads(self.path.read_text()))
 
     def save(self, state: dict[str, Any]) -> None:
+        """Write tmp, fsync, rename: a crash leaves the old file or the new one, never half of one."""
         if self.path is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            with open(tmp, "w") as f:
+                json.dump(state, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {self.path}: {exc}") from exc
 
 
 class TopicRegistry:
@@ -126,9 +131,16 @@ class TopicRegistry:
 
     def create(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
         topic = Topic(name, uuid.uuid4(), dict(configs))
-        self._open_partitions(topic, 0, partitions)
         self._attach(topic)
-        self._save()
+        try:
+            self._open_partitions(topic, 0, partitions)
+            self._save()
+        except (StorageError, OSError):
+            del self.topics[name], self.by_id[topic.id]
+            for p in topic.partitions:
+                p.log.close()
+                self.engine.delete_log(name, p.index)
+            raise
         log.info("created topic %s with %d partitions", name, partitions)
         return topic
 

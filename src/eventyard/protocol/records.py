@@ -313,7 +313,12 @@ def build_batch(
 def decode_records(batch: bytes, pos: int = 0) -> list[Record]:
     """Decode every record of the batch at pos (decompressing it) with absolute offsets."""
     header = read_header(batch, pos)
-    payload = _decompress(header.compression, bytes(batch[pos + HEADER_SIZE : pos + header.size]))
+    try:
+        payload = _decompress(header.compression, bytes(batch[pos + HEADER_SIZE : pos + header.size]))
+    except InvalidBatch:
+        raise
+    except Exception as exc:  # each codec library raises its own error types
+        raise InvalidBatch(f"cannot decompress a {CODECS.get(header.compression)} batch: {exc}") from exc
     out = []
     p = 0
     try:

@@ -24,6 +24,7 @@ from eventyard.protocol.messages.delete_topics_request import DeleteTopicsReques
 from eventyard.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
 from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from eventyard.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from eventyard.storage.base import StorageError
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
@@ -60,7 +61,11 @@ def create_topic(
         if problem:
             return ErrorCode.INVALID_CONFIG, problem
     if not validate_only:
-        broker.topics.create(name, partitions, {k: v for k, v in configs.items() if v is not None})
+        try:
+            broker.topics.create(name, partitions, {k: v for k, v in configs.items() if v is not None})
+        except (StorageError, OSError) as exc:
+            log.error("cannot create topic %s: %s", name, exc)
+            return ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create topic {name!r}: {exc}"
     return ErrorCode.NONE, None
 
 

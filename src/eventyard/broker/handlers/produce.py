@@ -54,6 +54,7 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
                 max_batch_bytes=int(configs["max.message.bytes"]),
                 now_ms=now,
                 log_append_time=configs["message.timestamp.type"] == "LogAppendTime",
+                require_keys="compact" in configs["cleanup.policy"],
             )
             response.error_code = outcome.error
             response.error_message = outcome.message
