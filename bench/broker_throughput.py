@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
 from eventyard.testing import BrokerProcess
-from eventyard.testing.wire import WireClient
+from eventyard.wire_client import WireClient
 
 
 def cpu_seconds(pid: int | None) -> float:

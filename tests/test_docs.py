@@ -10,7 +10,7 @@ import pytest
 from eventyard.protocol import api as protocol
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
 from eventyard.testing import BrokerProcess
-from eventyard.testing.wire import WireClient
+from eventyard.wire_client import WireClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

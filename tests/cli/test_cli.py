@@ -318,3 +318,35 @@ def test_unreachable_broker_produce_fails_fast() -> None:
     assert time.monotonic() - started < 15
     assert failed_cleanly(result)
     assert "cannot connect to Kafka" in result.stderr
+
+
+def test_describe_shows_size_on_disk_and_config_changes(broker: BrokerProcess, topic_name: str) -> None:
+    runner = CliRunner()
+    base = ["-b", broker.bootstrap]
+    assert runner.invoke(main, ["topics", "create", topic_name, "--partitions", "2", *base]).exit_code == 0
+    assert runner.invoke(main, ["produce", topic_name, "--partition", "1", "a" * 500, *base]).exit_code == 0
+    result = runner.invoke(main, ["topics", "describe", topic_name, "--json", *base])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    sizes = {p["partition"]: p["size_bytes"] for p in info["partitions"]}
+    assert sizes[0] == 0 and sizes[1] > 500
+    result = runner.invoke(
+        main,
+        [
+            "topics",
+            "config",
+            topic_name,
+            "--set",
+            "retention.ms=1234",
+            "--set",
+            "cleanup.policy=compact",
+            *base,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "retention.ms=1234  [topic]" in result.output
+    assert "cleanup.policy=compact  [topic]" in result.output
+    result = runner.invoke(main, ["topics", "config", topic_name, "--delete", "retention.ms", *base])
+    assert "retention.ms=604800000  [default]" in result.output
+    result = runner.invoke(main, ["topics", "config", topic_name, "--set", "retention.ms=soon", *base])
+    assert result.exit_code == 1 and "retention.ms" in result.output

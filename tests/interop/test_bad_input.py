@@ -15,7 +15,7 @@ from eventyard.protocol.messages.metadata_request import MetadataRequest, Metada
 from eventyard.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from eventyard.protocol.records import Record, build_batch
 from eventyard.testing import BrokerProcess
-from eventyard.testing.wire import WireClient
+from eventyard.wire_client import WireClient
 
 
 def client(broker: BrokerProcess) -> WireClient:

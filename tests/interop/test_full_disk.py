@@ -21,7 +21,7 @@ from eventyard.protocol.messages.create_topics_request import (
 from eventyard.protocol.messages.delete_topics_request import DeleteTopicsRequest
 from eventyard.protocol.records import Record, build_batch, crc_of, iter_batches
 from eventyard.testing import BrokerProcess
-from eventyard.testing.wire import WireClient
+from eventyard.wire_client import WireClient
 from tests.interop.test_wire_semantics import fetch, produce
 
 VALUE = os.urandom(50_000)  # incompressible, so sizes on disk are predictable

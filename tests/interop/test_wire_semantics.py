@@ -26,7 +26,7 @@ from eventyard.protocol.messages.list_offsets_request import (
 from eventyard.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from eventyard.protocol.records import Record, build_batch, iter_batches
 from eventyard.testing import BrokerProcess
-from eventyard.testing.wire import WireClient
+from eventyard.wire_client import WireClient
 
 
 def create(c: WireClient, topic: str, partitions: int = 1) -> None:

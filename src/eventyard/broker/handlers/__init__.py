@@ -32,6 +32,15 @@ def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handl
 
 
 def load_all() -> dict[int, Route]:
-    from eventyard.broker.handlers import admin, configs, fetch, groups, metadata, offsets, produce  # noqa: F401
+    from eventyard.broker.handlers import (  # noqa: F401
+        admin,
+        configs,
+        fetch,
+        groups,
+        logdirs,
+        metadata,
+        offsets,
+        produce,
+    )
 
     return ROUTES
