@@ -12,6 +12,7 @@ COMMANDS = {
     "topics": "eventyard.cli.topics:topics",
     "produce": "eventyard.cli.produce:produce",
     "tail": "eventyard.cli.tail:tail",
+    "groups": "eventyard.cli.groups:groups",
 }
 
 

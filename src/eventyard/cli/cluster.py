@@ -178,3 +178,11 @@ class Cluster:
         if strict and found.error is not None and not found.partitions:
             raise click.ClickException(f"topic {topic!r}: {kafka_error_text(found.error)}")
         return found
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]

@@ -19,7 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from eventyard.cli.cluster import TIMEOUT, Cluster, connection_options, parse_pairs
+from eventyard.cli.cluster import TIMEOUT, Cluster, connection_options, parse_pairs, table
 from eventyard.protocol.messages.describe_log_dirs_request import (
     DescribableLogDirTopic,
     DescribeLogDirsRequest,
@@ -45,14 +45,6 @@ def _source(value: object) -> str:
     except ValueError:
         return "unknown"
     return _SOURCES.get(source, source.name.lower())
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    """Left-aligned columns separated by two spaces."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
 
 
 def _is_internal(name: str) -> bool:
@@ -114,7 +106,7 @@ def list_(show_all: bool, bootstrap_server: str, client_settings: tuple[str, ...
     names = sorted(name for name in metadata.topics if show_all or not _is_internal(name))
     rows = [["TOPIC", "PARTITIONS"]]
     rows += [[name, str(len(metadata.topics[name].partitions))] for name in names]
-    for line in _table(rows):
+    for line in table(rows):
         click.echo(line)
 
 
@@ -253,7 +245,7 @@ def describe(name: str, as_json: bool, bootstrap_server: str, client_settings: t
                 "-" if part["size_bytes"] is None else _human(part["size_bytes"]),
             ]
         )
-    for line in _table(rows):
+    for line in table(rows):
         click.echo("  " + line)
     configs: list[dict[str, Any]] = info["configs"]
     if not configs:
