@@ -4,15 +4,23 @@ connection, never crashes, and other clients carry on."""
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 
+from eventyard.protocol import api as protocol
 from eventyard.protocol import codec
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
 from eventyard.protocol.messages.api_versions_response import ApiVersionsResponse
+from eventyard.protocol.messages.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
 from eventyard.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from eventyard.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from eventyard.protocol.messages.request_header import RequestHeader
 from eventyard.protocol.records import Record, build_batch
 from eventyard.testing import BrokerProcess
 from eventyard.wire_client import WireClient
@@ -121,3 +129,47 @@ def test_produce_to_missing_topic_without_auto_create(tmp_path) -> None:  # type
         assert response.topics[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         error, _ = produce_raw(c, "missing", build_batch([Record(None, b"v")]))
         assert error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_requests_received_before_the_client_hangs_up_are_processed(
+    broker: BrokerProcess, topic_name: str
+) -> None:
+    """Five pipelined acks=0 produce requests written at once, then an immediate close: all five
+    are appended, as Kafka does (the client expects no answer, so nothing else tells it)."""
+
+    with client(broker) as c:
+        make_topic(c, topic_name)
+    frames = b""
+    for i in range(5):
+        request = ProduceRequest(
+            acks=0,
+            timeout_ms=5000,
+            topic_data=[
+                TopicProduceData(
+                    name=topic_name,
+                    partition_data=[
+                        PartitionProduceData(index=0, records=build_batch([Record(None, b"v")] * 100))
+                    ],
+                )
+            ],
+        )
+        header = RequestHeader(request_api_key=0, request_api_version=7, correlation_id=i, client_id="t")
+        frames += protocol.frame_request(header, request)
+    with client(broker) as c:
+        c.send_raw(frames)
+    latest = ListOffsetsRequest(
+        replica_id=-1,
+        topics=[
+            ListOffsetsTopic(
+                name=topic_name, partitions=[ListOffsetsPartition(partition_index=0, timestamp=-1)]
+            )
+        ],
+    )
+    deadline = time.monotonic() + 10
+    with client(broker) as c:
+        while time.monotonic() < deadline:
+            end = c.request(latest, 5).topics[0].partitions[0].offset
+            if end == 500:
+                break
+            time.sleep(0.05)
+    assert end == 500

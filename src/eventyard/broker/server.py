@@ -33,7 +33,10 @@ class Connection(asyncio.Protocol):
         self.peer = ""
         self.wakeup = asyncio.Event()
         self.worker: asyncio.Task[None] | None = None
-        self.closed = False
+        # The peer hung up: still process what it sent (acks=0 produces expect no answer), answer nothing.
+        self.peer_gone = False
+        # We hung up on a bad client: drop what it sent.
+        self.dropped = False
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -58,19 +61,21 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.peer_gone = True
         self.connections.discard(self)
-        if self.worker is not None:
-            self.worker.cancel()
+        self.wakeup.set()
 
     def close(self) -> None:
-        self.closed = True
+        self.dropped = True
+        self.queue.clear()
         if self.transport is not None:
             self.transport.close()
 
     async def process(self) -> None:
-        while not self.closed:
+        while not self.dropped:
             if not self.queue:
+                if self.peer_gone:
+                    return
                 if self.paused and self.transport:
                     self.paused = False
                     self.transport.resume_reading()
@@ -84,11 +89,8 @@ class Connection(asyncio.Protocol):
                 log.exception("closing %s: unexpected error handling a request", self.peer)
                 self.close()
                 return
-            if response is None:
-                continue
-            if self.closed or self.transport is None:
-                return
-            self.transport.writelines(response)
+            if response is not None and not (self.peer_gone or self.dropped) and self.transport is not None:
+                self.transport.writelines(response)
 
     async def respond(self, frame: bytes) -> list[bytes] | None:
         """The bytes to answer `frame` with, or None (no answer, or the connection was closed)."""
