@@ -8,14 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventyard.broker.config import BrokerConfig, log_config
+from eventyard.broker.config import BrokerConfig, compaction_config, log_config
 from eventyard.broker.groups import GroupService
 from eventyard.broker.handlers import Route, load_all
 from eventyard.broker.partition import Partition
 from eventyard.broker.topics import TopicRegistry
 from eventyard.protocol.api import ApiMessages
 from eventyard.protocol.messages.request_header import RequestHeader
-from eventyard.storage.base import StorageEngine, StorageError
+from eventyard.storage.base import CompactionConfig, StorageEngine, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Broker:
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
+        self._compactions: dict[Partition, asyncio.Task[None]] = {}
 
     @property
     def port(self) -> int:
@@ -129,15 +130,48 @@ class Broker:
                     partition.log.roll_if_due(storage_config, now)
                     if "delete" in configs["cleanup.policy"]:
                         partition.log.apply_retention(storage_config, now)
+                    if "compact" in configs["cleanup.policy"]:
+                        self._start_compaction(partition, compaction_config(configs))
                     if partition.unflushed_messages and now - partition.last_flush_ms >= flush_ms:
                         await self.flush(partition)
                 except StorageError:
                     log.exception("storage error on %s-%d", topic.name, partition.index)
         self.groups.journal.flush()
 
+    def _start_compaction(self, partition: Partition, config: CompactionConfig) -> None:
+        """Clean a compacted partition in a worker thread, one run per partition at a time:
+        appends and fetches carry on meanwhile (the log only locks for the final swap)."""
+        if partition in self._compactions:
+            return
+
+        async def run() -> None:
+            try:
+                stats = await asyncio.get_running_loop().run_in_executor(
+                    None, partition.log.compact, config, now_ms()
+                )
+                if stats.segments_cleaned:
+                    log.info(
+                        "compacted %s-%d: %d of %d records kept, %d -> %d bytes in %.2fs",
+                        partition.topic,
+                        partition.index,
+                        stats.records_kept,
+                        stats.records_read,
+                        stats.bytes_before,
+                        stats.bytes_after,
+                        stats.elapsed,
+                    )
+            except StorageError:
+                log.exception("compaction of %s-%d failed", partition.topic, partition.index)
+            finally:
+                del self._compactions[partition]
+
+        self._compactions[partition] = asyncio.get_running_loop().create_task(run())
+
     async def close(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        # A compaction in a thread cannot be interrupted; let it finish before the logs close.
+        await asyncio.gather(*self._compactions.values(), return_exceptions=True)
         self.groups.close()
         for topic in self.topics.topics.values():
             for partition in topic.partitions:

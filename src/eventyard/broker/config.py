@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventyard.coordinator.group import GroupConfig
-from eventyard.storage.base import LogConfig
+from eventyard.storage.base import CompactionConfig, LogConfig
 
 LONG_MAX = 9223372036854775807
 
@@ -153,4 +153,13 @@ def log_config(configs: dict[str, str]) -> LogConfig:
         index_interval_bytes=int(configs["index.interval.bytes"]),
         retention_ms=int(configs["retention.ms"]),
         retention_bytes=int(configs["retention.bytes"]),
+    )
+
+
+def compaction_config(configs: dict[str, str]) -> CompactionConfig:
+    """The cleaner's settings of a compacted topic from its effective configs."""
+    return CompactionConfig(
+        delete_retention_ms=int(configs["delete.retention.ms"]),
+        min_compaction_lag_ms=int(configs["min.compaction.lag.ms"]),
+        min_cleanable_dirty_ratio=float(configs["min.cleanable.dirty.ratio"]),
     )

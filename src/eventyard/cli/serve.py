@@ -77,6 +77,13 @@ async def run(config: BrokerConfig, started: float) -> None:
     metavar="NAME=VALUE",
     help="A broker-wide topic config default, such as flush.messages=1 or retention.ms=3600000.",
 )
+@click.option(
+    "--housekeeping-interval",
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often segments are rolled by time, retention applied, compaction and timed flushes run.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="EVENTYARD_LOG_LEVEL")
 def serve(
     host: str,
@@ -87,6 +94,7 @@ def serve(
     num_partitions: int,
     no_auto_create: bool,
     settings: tuple[str, ...],
+    housekeeping_interval: float,
     log_level: str,
 ) -> None:
     """Run a Kafka-compatible broker."""
@@ -111,6 +119,7 @@ def serve(
         auto_create_topics=not no_auto_create,
         num_partitions=num_partitions,
         topic_defaults=defaults,
+        housekeeping_interval_s=housekeeping_interval,
     )
     _install_loop()
     asyncio.run(run(config, started))

@@ -28,7 +28,7 @@ HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted in batchLength
 MAGIC_V2 = 2
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
 _BASE_OFFSET = struct.Struct(">q")
 _PREFIX = struct.Struct(">qi")
 
@@ -94,7 +94,7 @@ class BatchHeader:
 
 
 def read_header(buf: Buffer, pos: int = 0) -> BatchHeader:
-    return BatchHeader(*_HEADER.unpack_from(buf, pos))
+    return BatchHeader(*HEADER_STRUCT.unpack_from(buf, pos))
 
 
 def peek_size(buf: Buffer, pos: int) -> int | None:
@@ -178,7 +178,7 @@ def _write_varint(out: bytearray, value: int) -> None:
     out.append(v)
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -202,7 +202,7 @@ class Record:
     offset: int = 0
 
 
-def _compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes) -> bytes:
     import cramjam
 
     if codec == 0:
@@ -218,7 +218,7 @@ def _compress(codec: int, data: bytes) -> bytes:
     raise InvalidBatch(f"unknown compression codec {codec}")
 
 
-def _decompress(codec: int, data: bytes) -> bytes:
+def decompress(codec: int, data: bytes) -> bytes:
     import cramjam
 
     if codec == 0:
@@ -285,11 +285,11 @@ def build_batch(
                 r += hval
         _write_varint(body, len(r))
         body += r
-    payload = _compress(compression, bytes(body))
+    payload = compress(compression, bytes(body))
     attributes = compression | (TRANSACTIONAL if transactional else 0)
     batch_length = HEADER_SIZE - LOG_OVERHEAD + len(payload)
     out = bytearray(
-        _HEADER.pack(
+        HEADER_STRUCT.pack(
             base_offset,
             batch_length,
             -1,
@@ -314,7 +314,7 @@ def decode_records(batch: bytes, pos: int = 0) -> list[Record]:
     """Decode every record of the batch at pos (decompressing it) with absolute offsets."""
     header = read_header(batch, pos)
     try:
-        payload = _decompress(header.compression, bytes(batch[pos + HEADER_SIZE : pos + header.size]))
+        payload = decompress(header.compression, bytes(batch[pos + HEADER_SIZE : pos + header.size]))
     except InvalidBatch:
         raise
     except Exception as exc:  # each codec library raises its own error types
@@ -323,26 +323,26 @@ def decode_records(batch: bytes, pos: int = 0) -> list[Record]:
     p = 0
     try:
         for _ in range(header.record_count):
-            length, p = _read_varint(payload, p)
+            length, p = read_varint(payload, p)
             end = p + length
             p += 1  # attributes
-            ts_delta, p = _read_varint(payload, p)
-            off_delta, p = _read_varint(payload, p)
+            ts_delta, p = read_varint(payload, p)
+            off_delta, p = read_varint(payload, p)
             parts: list[bytes | None] = []
             for _part in range(2):
-                n, p = _read_varint(payload, p)
+                n, p = read_varint(payload, p)
                 if n < 0:
                     parts.append(None)
                 else:
                     parts.append(payload[p : p + n])
                     p += n
-            count, p = _read_varint(payload, p)
+            count, p = read_varint(payload, p)
             headers: list[tuple[str, bytes | None]] = []
             for _h in range(count):
-                n, p = _read_varint(payload, p)
+                n, p = read_varint(payload, p)
                 hkey = payload[p : p + n].decode()
                 p += n
-                n, p = _read_varint(payload, p)
+                n, p = read_varint(payload, p)
                 hval = None if n < 0 else payload[p : p + n]
                 p += max(n, 0)
                 headers.append((hkey, hval))

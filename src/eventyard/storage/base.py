@@ -34,6 +34,28 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CompactionConfig:
+    """The settings of one compaction (cleanup.policy=compact), from the topic's configs."""
+
+    delete_retention_ms: int = 24 * 3600 * 1000  # how long a tombstone outlives what it deletes
+    min_compaction_lag_ms: int = 0  # segments holding records younger than this are left alone
+    min_cleanable_dirty_ratio: float = 0.5  # clean once this share of the cleanable bytes is new
+    force: bool = False  # clean whatever the dirty ratio
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionStats:
+    """What one compaction did; all zero when it found nothing to do or gave up."""
+
+    records_read: int = 0  # records in the segments rewritten
+    records_kept: int = 0
+    bytes_before: int = 0  # size of the segments rewritten
+    bytes_after: int = 0  # size of what replaced them
+    segments_cleaned: int = 0
+    elapsed: float = 0.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     base_offset: int  # offset given to the first record appended
     last_offset: int  # offset of the last record appended
@@ -98,6 +120,15 @@ class PartitionLog(Protocol):
 
     def roll_if_due(self, config: LogConfig, now_ms: int) -> bool:
         """Close the active segment if it is older than segment_ms and not empty."""
+
+    def compact(self, config: CompactionConfig, now_ms: int) -> CompactionStats:
+        """Keep only the latest record of each key in the closed segments (log compaction).
+
+        Records keep their offsets (batches get gaps); tombstones go delete_retention_ms after
+        their timestamp. The active segment is never rewritten, and neither the log start nor
+        the log end offset moves. Blocking: the broker runs it in a worker thread, while appends
+        and reads go on; only the final swap of segments holds them up, briefly.
+        """
 
     def flush(self) -> None:
         """fsync what was appended (blocking: the broker calls it off the event loop)."""

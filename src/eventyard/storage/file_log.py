@@ -2,6 +2,12 @@
 
 `FileLog` is the shared `SegmentedLog` logic (memory_log.py) over file `Segment`s, plus what only
 files need: recovery on open (`RecoveredSegment`), the persisted log start offset, and fsync.
+
+Compaction writes its cleaned segments as `<base>.log.cleaned` (and indexes) beside the log and
+fsyncs them; then, holding the log's lock, it records the swap in `cleaner-swap` (the commit
+point) and renames them over the old segments (compaction.finish_swap). A crash before the
+record leaves the old segments (recovery deletes the `.cleaned` files); after it, recovery
+redoes the renames: the log is always either the old segments or the cleaned ones.
 """
 
 from __future__ import annotations
@@ -20,12 +26,22 @@ from typing import TYPE_CHECKING
 
 from eventyard.protocol.records import HEADER_SIZE, BatchHeader, read_header
 from eventyard.storage.base import AppendResult, LogConfig, StorageError
+from eventyard.storage.compaction import (
+    CLEANED,
+    SWAP_FILE,
+    Swap,
+    finish_swap,
+    format_swap,
+    parse_swap,
+    swap_of,
+)
 from eventyard.storage.segment import OFFSET_ENTRY, TIME_ENTRY, Segment
 from eventyard.storage.segmented import MAX_RELATIVE, NO_TIMESTAMP, SegmentedLog
 
 _LOG_FILE = re.compile(r"(\d{20})\.log")
 _HINT_FILE = re.compile(r"(\d{20})\.(?:index|timeindex)")
 _LOG_START_FILE = "log-start-offset"
+_CLEAN_OFFSET_FILE = "cleaner-offset"  # where compaction got to (the dirty ratio counts from it)
 
 
 def _ordered(*columns: Sequence[int]) -> bool:
@@ -220,14 +236,19 @@ class FileLog(SegmentedLog[Segment]):
         return segment
 
     def _recover(self) -> None:
+        swap = self._read_swap()
+        if swap is not None:  # a compaction got past its commit point: finish it
+            finish_swap(self.directory, swap)
+            self._forget_swap()
         names = os.listdir(self.directory)
         bases = sorted(int(m.group(1)) for m in map(_LOG_FILE.fullmatch, names) if m)
         for name in names:
             hint = _HINT_FILE.fullmatch(name)
-            if name.endswith(".tmp") or (hint and int(hint.group(1)) not in bases):
+            if name.endswith((".tmp", CLEANED)) or (hint and int(hint.group(1)) not in bases):
                 with contextlib.suppress(OSError):  # leftovers of an interrupted write or delete
                     os.unlink(os.path.join(self.directory, name))
-        self._log_start = self._read_log_start()
+        self._log_start = self._read_offset(_LOG_START_FILE)
+        self._clean_offset = self._read_offset(_CLEAN_OFFSET_FILE)
         interval = self.config.index_interval_bytes
         try:
             for k, base in enumerate(bases):
@@ -244,29 +265,101 @@ class FileLog(SegmentedLog[Segment]):
                 seg.close()
             raise
 
-    def _read_log_start(self) -> int:
+    def _read_offset(self, name: str) -> int:
         try:
-            with open(os.path.join(self.directory, _LOG_START_FILE)) as f:
+            with open(os.path.join(self.directory, name)) as f:
                 return max(int(f.read().strip()), 0)
         except (OSError, ValueError):
             return 0
 
-    def _persist_log_start(self, offset: int) -> None:
-        path = os.path.join(self.directory, _LOG_START_FILE)
+    def _write_file(self, name: str, data: bytes) -> None:
+        """Replace a small file atomically and durably."""
+        path = os.path.join(self.directory, name)
         tmp = path + ".tmp"
-        data = f"{offset}\n".encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                if os.write(fd, data) != len(data):
-                    raise OSError("short write")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_dir(self.directory)
+            if os.write(fd, data) != len(data):
+                raise OSError("short write")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)
+
+    def _persist_log_start(self, offset: int) -> None:
+        try:
+            self._write_file(_LOG_START_FILE, f"{offset}\n".encode())
         except OSError as exc:
             raise StorageError(f"cannot persist the log start offset of {self.directory}: {exc}") from exc
+
+    # --- compaction hooks (see the module docstring) --------------------------------------
+
+    def _cleaned_segment(self, base_offset: int) -> Segment:
+        return Segment.create(self.directory, base_offset, self.config.index_interval_bytes, CLEANED)
+
+    def _seal_cleaned(self, segment: Segment) -> None:
+        segment.finalize(sync=True)
+
+    def _sync_cleaned(self) -> None:
+        try:  # the names of the cleaned files must be on disk before the record of them
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            raise StorageError(f"fsync of {self.directory} failed: {exc}") from exc
+
+    def _before_compaction(self) -> None:
+        self._forget_swap()  # a record left behind would replay over the new .cleaned files
+
+    def _commit_swap(self, groups: Sequence[tuple[Sequence[Segment], Segment | None]]) -> None:
+        swap = swap_of(groups)
+        try:
+            self._write_file(SWAP_FILE, format_swap(swap))
+        except OSError as exc:
+            try:
+                self._forget_swap()
+            except StorageError:
+                self._go_offline()  # the record may be there or not: recovery decides
+                raise
+            raise StorageError(f"cannot record the compaction of {self.directory}: {exc}") from exc
+        try:
+            finish_swap(self.directory, swap)
+        except OSError as exc:
+            self._go_offline()
+            raise StorageError(f"compaction of {self.directory} stopped halfway ({exc}): reopen it") from exc
+        for _, new in groups:
+            if new is not None:
+                new.strip_suffix(CLEANED)
+
+    def _after_swap(self) -> None:
+        self._forget_swap()
+        try:
+            self._write_file(_CLEAN_OFFSET_FILE, f"{self._clean_offset}\n".encode())
+        except OSError as exc:
+            raise StorageError(f"cannot persist the clean offset of {self.directory}: {exc}") from exc
+
+    def _read_swap(self) -> Swap | None:
+        try:
+            with open(os.path.join(self.directory, SWAP_FILE)) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        groups = parse_swap(text)
+        if groups is None:  # written atomically: this is damage, not a torn write
+            raise StorageError(f"{self.directory}/{SWAP_FILE} is unreadable")
+        return groups
+
+    def _forget_swap(self) -> None:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, SWAP_FILE))
+            _fsync_dir(self.directory)  # even if it was gone: an earlier unlink may not be durable
+        except OSError as exc:
+            raise StorageError(f"cannot remove the compaction record of {self.directory}: {exc}") from exc
+
+    def _go_offline(self) -> None:
+        # The files may be halfway between old and cleaned segments: only recovery sorts them out.
+        self.closed = True
+        for seg in self._segments:
+            seg.close()
 
     def append(
         self,
@@ -299,15 +392,16 @@ class FileLog(SegmentedLog[Segment]):
             raise StorageError(f"fsync of {self.directory} failed: {exc}") from exc
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._segments[-1].finalize()
-            self.flush()
-        finally:
-            for seg in self._segments:
-                seg.close()
+        with self._segments_lock:  # not in the middle of a compaction's swap
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                self._segments[-1].finalize()
+                self.flush()
+            finally:
+                for seg in self._segments:
+                    seg.close()
 
 
 class FileStorageEngine:

@@ -116,7 +116,9 @@ class HintFile:
 class Segment:
     """A log file opened O_APPEND, with its indexes. Only fsync() may run off the event loop."""
 
-    def __init__(self, directory: str, base_offset: int, index_interval_bytes: int, *, create: bool) -> None:
+    def __init__(
+        self, directory: str, base_offset: int, index_interval_bytes: int, *, create: bool, suffix: str = ""
+    ) -> None:
         self.base_offset = base_offset
         self.next_offset = base_offset
         self.size = 0
@@ -133,17 +135,18 @@ class Segment:
         self._ts_rel = array("i")
         self._last_index_pos = 0
         self._last_time_pos = 0
+        # A suffix (compaction's ".cleaned") keeps the files out of the log until renamed.
         stem = os.path.join(directory, f"{base_offset:020d}")
-        self.path = stem + ".log"
-        self._index = HintFile(stem + ".index")
-        self._timeindex = HintFile(stem + ".timeindex")
+        self.path = stem + ".log" + suffix
+        self._index = HintFile(stem + ".index" + suffix)
+        self._timeindex = HintFile(stem + ".timeindex" + suffix)
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if create else 0)
         self._fd = os.open(self.path, flags, 0o644)
 
     @classmethod
-    def create(cls, directory: str, base_offset: int, index_interval_bytes: int) -> Segment:
+    def create(cls, directory: str, base_offset: int, index_interval_bytes: int, suffix: str = "") -> Segment:
         try:
-            seg = cls(directory, base_offset, index_interval_bytes, create=True)
+            seg = cls(directory, base_offset, index_interval_bytes, create=True, suffix=suffix)
         except OSError as exc:
             raise StorageError(f"cannot create segment {base_offset} in {directory}: {exc}") from exc
         seg._index.open(truncate=True)
@@ -216,13 +219,21 @@ class Segment:
         self._ts_rel.append(rel)
         return TIME_ENTRY.pack(self.max_timestamp, rel)
 
-    def finalize(self) -> None:
+    def finalize(self, sync: bool = False) -> None:
         # The exact maximum goes on disk so a reopened closed segment knows it without a scan.
         entry = self._final_time_entry()
         if entry:
             self._timeindex.append(entry, exact=True)
+        if sync:  # a cleaned copy: all of it must be on disk before it replaces anything
+            self.fsync()
         self._index.close()
         self._timeindex.close()
+
+    def strip_suffix(self, suffix: str) -> None:
+        """The files were renamed, dropping the suffix given to create(): follow them."""
+        for hint in (self._index, self._timeindex):
+            hint.path = hint.path.removesuffix(suffix)
+        self.path = self.path.removesuffix(suffix)
 
     def fsync(self) -> None:
         if self.closed:

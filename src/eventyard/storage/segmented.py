@@ -4,15 +4,21 @@
 lookups, DeleteRecords and retention over any `SegmentLike`. memory_log.py plugs in segments that
 are lists of batch bytes, file_log.py segments on disk, so both engines behave alike down to when
 segments roll and get deleted.
+
+Every public method holds the log's lock (`_locked`) while it touches segments, so that
+compaction (compaction.py), which runs in a worker thread, can swap closed segments for their
+cleaned copies between two of them.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 from eventyard.protocol.records import (
     TIMESTAMP_TYPE_LOG_APPEND,
@@ -24,8 +30,12 @@ from eventyard.protocol.records import (
 )
 from eventyard.storage.base import AppendResult, LogConfig, OffsetOutOfRange, StorageError
 
+if TYPE_CHECKING:
+    from eventyard.storage.base import CompactionConfig, CompactionStats
+
 NO_TIMESTAMP = -(1 << 63)  # below any real timestamp, so the first batch always raises the max
 MAX_RELATIVE = (1 << 31) - 1  # file indexes store int32: bounds a segment's offsets and bytes
+_HEADERS_PER_LOCK = 1000  # batch_headers() lets go of the lock this often
 
 
 class BatchInfo(NamedTuple):
@@ -95,6 +105,16 @@ def latest_record(batch: bytes, min_offset: int) -> tuple[int, int] | None:
 
 
 S = TypeVar("S", bound=SegmentLike)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    @functools.wraps(method)
+    def locked(self: SegmentedLog[Any], *args: Any, **kwargs: Any) -> Any:
+        with self._segments_lock:
+            return method(self, *args, **kwargs)
+
+    return cast(F, locked)
 
 
 class SegmentedLog(ABC, Generic[S]):
@@ -105,6 +125,9 @@ class SegmentedLog(ABC, Generic[S]):
         self._segments: list[S] = []
         self._bases: list[int] = []  # base offsets of _segments, for bisect
         self._log_start = 0
+        self._clean_offset = 0  # compaction cleaned the segments below (the first dirty offset)
+        self._segments_lock = threading.RLock()  # see the module docstring
+        self._cleaner_lock = threading.Lock()  # one compaction at a time
         self.closed = False
 
     @abstractmethod
@@ -130,6 +153,7 @@ class SegmentedLog(ABC, Generic[S]):
         return self._segments[-1].next_offset
 
     @property
+    @_locked
     def size_bytes(self) -> int:
         return sum(seg.size for seg in self._segments)
 
@@ -139,6 +163,7 @@ class SegmentedLog(ABC, Generic[S]):
 
     # --- appending -------------------------------------------------------------------------
 
+    @_locked
     def append(
         self,
         data: bytearray,
@@ -187,6 +212,7 @@ class SegmentedLog(ABC, Generic[S]):
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
 
+    @_locked
     def roll_if_due(self, config: LogConfig, now_ms: int) -> bool:
         self._check_open()
         active = self._segments[-1]
@@ -200,6 +226,7 @@ class SegmentedLog(ABC, Generic[S]):
     def _segment_index(self, offset: int) -> int:
         return max(bisect_right(self._bases, offset) - 1, 0)
 
+    @_locked
     def read(self, offset: int, max_bytes: int, min_one: bool = True) -> bytes:
         self._check_open()
         end = self.log_end_offset
@@ -221,13 +248,27 @@ class SegmentedLog(ABC, Generic[S]):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def batch_headers(self, from_offset: int) -> Iterator[BatchHeader]:
-        self._check_open()
-        start = max(from_offset, self._log_start)
-        if start >= self.log_end_offset:
-            return
-        for seg in self._segments[self._segment_index(start) :]:
-            yield from seg.headers(max(start, seg.base_offset))
+        # A slice at a time under the lock, never across a yield: the caller may stop halfway.
+        offset = from_offset
+        while headers := self._headers_slice(offset):
+            yield from headers
+            offset = headers[-1].last_offset + 1
 
+    @_locked
+    def _headers_slice(self, offset: int) -> list[BatchHeader]:
+        self._check_open()
+        offset = max(offset, self._log_start)
+        out: list[BatchHeader] = []
+        if offset >= self.log_end_offset:
+            return out
+        for seg in self._segments[self._segment_index(offset) :]:
+            for header in seg.headers(max(offset, seg.base_offset)):
+                out.append(header)
+                if len(out) >= _HEADERS_PER_LOCK:
+                    return out
+        return out
+
+    @_locked
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         self._check_open()
         start = self._log_start
@@ -243,6 +284,7 @@ class SegmentedLog(ABC, Generic[S]):
                         return found
         return None
 
+    @_locked
     def max_timestamp(self) -> tuple[int, int] | None:
         self._check_open()
         start = self._log_start
@@ -276,6 +318,7 @@ class SegmentedLog(ABC, Generic[S]):
 
     # --- deleting --------------------------------------------------------------------------
 
+    @_locked
     def delete_records_before(self, offset: int) -> int:
         self._check_open()
         if offset > self.log_end_offset:
@@ -289,6 +332,7 @@ class SegmentedLog(ABC, Generic[S]):
         self._delete_segments_below(offset)
         return offset
 
+    @_locked
     def apply_retention(self, config: LogConfig, now_ms: int) -> int:
         self._check_open()
         deleted = 0
@@ -315,9 +359,57 @@ class SegmentedLog(ABC, Generic[S]):
         self._log_start = max(self._log_start, self._segments[0].base_offset)
         seg.delete()
 
+    # --- compaction: the cleaner is compaction.py; these are the hooks it works through -----
+
+    def compact(self, config: CompactionConfig, now_ms: int) -> CompactionStats:
+        from eventyard.storage.compaction import compact  # it builds on this module
+
+        return compact(self, config, now_ms)
+
+    def _holds(self, segment: S) -> bool:
+        """Whether segment is (still) one of the log's; call with the lock held."""
+        i = self._segment_index(segment.base_offset)
+        return not self.closed and i < len(self._segments) and self._segments[i] is segment
+
+    def _cleaned_segment(self, base_offset: int) -> S:
+        """An empty segment off to the side of the log, to write a cleaned copy to."""
+        return self._new_segment(base_offset)
+
+    def _seal_cleaned(self, segment: S) -> None:
+        segment.finalize()  # FileLog also makes it durable
+
+    def _discard_cleaned(self, segment: S) -> None:
+        segment.delete()
+
+    def _sync_cleaned(self) -> None:
+        """All copies written, lock not held: FileLog makes their names durable."""
+
+    def _before_compaction(self) -> None:
+        """FileLog: make sure no earlier swap is still written down."""
+
+    def _commit_swap(self, groups: Sequence[tuple[Sequence[S], S | None]]) -> None:
+        """Lock held: FileLog records the swap, then renames the files. A group is a run of old
+        segments and the copy replacing it (None: nothing left). If it raises with the log still
+        open nothing changed; if it took the log offline, recovery finishes or undoes it."""
+
+    def _after_swap(self) -> None:
+        """Lock released: FileLog forgets the recorded swap and persists the clean offset."""
+
+    def _replace_run(self, old: Sequence[S], new: Sequence[S]) -> None:
+        """Lock held: put new (cleaned copies, the first with old[0]'s base offset) in place of
+        the consecutive segments old (for the caller to close once it lets go of the lock)."""
+        i = self._segment_index(old[0].base_offset)
+        end = self._segments[i + len(old)].base_offset  # the active segment is never in a run
+        for k, seg in enumerate(new):
+            seg.next_offset = new[k + 1].base_offset if k + 1 < len(new) else end
+        self._segments[i : i + len(old)] = new
+        self._bases[i : i + len(old)] = [seg.base_offset for seg in new]
+        self._clean_offset = max(self._clean_offset, end)
+
     def flush(self) -> None:
         """Nothing to sync in memory; FileLog overrides."""
 
+    @_locked
     def close(self) -> None:
         self.closed = True
 
