@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from eventyard.broker.config import BrokerConfig, compaction_config, log_config
 from eventyard.broker.groups import GroupService
 from eventyard.broker.handlers import Route, load_all
 from eventyard.broker.partition import Partition
+from eventyard.broker.session import Session
 from eventyard.broker.topics import TopicRegistry
 from eventyard.protocol.api import ApiMessages
 from eventyard.protocol.messages.request_header import RequestHeader
+from eventyard.security.credentials import CredentialStore
 from eventyard.storage.base import CompactionConfig, StorageEngine, StorageError
 
 log = logging.getLogger(__name__)
@@ -28,13 +30,19 @@ def now_ms() -> int:
 class RequestContext:
     header: RequestHeader
     api: ApiMessages
-    client_host: str = ""
-    principal: str = "User:ANONYMOUS"
-    extra: dict[str, Any] = field(default_factory=dict)
+    session: Session
 
     @property
     def version(self) -> int:
         return self.header.request_api_version
+
+    @property
+    def client_host(self) -> str:
+        return self.session.peer
+
+    @property
+    def principal(self) -> str:
+        return self.session.principal
 
 
 def open_engine(config: BrokerConfig) -> StorageEngine:
@@ -54,14 +62,11 @@ class Broker:
         self.routes: dict[int, Route] = load_all()
         self.topics = TopicRegistry(config, open_engine(config))
         self.groups = GroupService(config.data_dir, now_ms, config.groups)
+        self.credentials = CredentialStore(config.data_dir / "users.json" if config.data_dir else None)
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._compactions: dict[Partition, asyncio.Task[None]] = {}
-
-    @property
-    def port(self) -> int:
-        return self.config.port
 
     @staticmethod
     def now_ms() -> int:

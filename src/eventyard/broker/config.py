@@ -107,6 +107,45 @@ def invalid_topic_config(name: str, value: str | None) -> str | None:
     return None
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One address the broker listens on, with Kafka's security protocol names."""
+
+    protocol: str  # PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL
+    host: str
+    port: int
+    advertised_host: str | None = None
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @classmethod
+    def parse(cls, text: str) -> Listener:
+        """PROTOCOL://HOST:PORT, as in Kafka's `listeners` setting."""
+        protocol, sep, address = text.partition("://")
+        host, colon, port = address.rpartition(":")
+        if not sep or not colon or protocol.upper() not in SECURITY_PROTOCOLS or not port.isdigit():
+            raise ValueError(
+                f"expected PROTOCOL://HOST:PORT with PROTOCOL one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        return cls(protocol.upper(), host.strip("[]") or "0.0.0.0", int(port))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None  # clients must present a certificate signed by it when given
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     host: str = "127.0.0.1"
@@ -121,10 +160,18 @@ class BrokerConfig:
     topic_defaults: dict[str, str] = field(default_factory=dict)
     housekeeping_interval_s: float = 5.0
     groups: GroupConfig = field(default_factory=GroupConfig)
+    # Extra listeners (SASL, TLS) beside the plaintext one on host:port; tls is needed by SSL ones.
+    listeners: tuple[Listener, ...] = ()
+    tls: TlsConfig | None = None
+    sasl_mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
     @property
     def advertised(self) -> str:
         return self.advertised_host or self.host
+
+    def all_listeners(self) -> tuple[Listener, ...]:
+        """The plaintext listener of --host/--port first, then the extra ones."""
+        return (Listener("PLAINTEXT", self.host, self.port, self.advertised_host), *self.listeners)
 
     def topic_default(self, name: str) -> str:
         return self.topic_defaults.get(name, TOPIC_CONFIGS[name].default)

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import struct
 from collections import deque
+from dataclasses import replace
 from typing import Any, cast
 
 from eventyard.broker.broker import Broker, RequestContext
-from eventyard.broker.config import BrokerConfig
+from eventyard.broker.config import BrokerConfig, Listener, TlsConfig
+from eventyard.broker.session import ANONYMOUS, PRE_AUTHENTICATION_APIS, Session
 from eventyard.protocol import api as protocol
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
+from eventyard.security.sasl import SaslServer
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +29,12 @@ MAX_QUEUED_REQUESTS = 64
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker, connections: set[Connection]) -> None:
+    def __init__(self, broker: Broker, connections: set[Connection], listener: Listener, port: int) -> None:
         self.broker = broker
         self.connections = connections
+        self.listener = listener
+        self.port = port
+        self.session: Session | None = None
         self.reader = protocol.FrameReader(broker.config.max_request_bytes)
         self.queue: deque[bytes] = deque()
         self.transport: asyncio.Transport | None = None
@@ -37,6 +45,7 @@ class Connection(asyncio.Protocol):
         self.peer_gone = False
         # We hung up on a bad client: drop what it sent.
         self.dropped = False
+        self.closing = False
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -44,6 +53,12 @@ class Connection(asyncio.Protocol):
         self.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.session = session = Session(self.listener, self.port, self.peer)
+        if self.listener.sasl:
+            broker = self.broker
+            session.sasl = SaslServer(broker.credentials, broker.config.sasl_mechanisms, broker.now_ms)
+        elif self.listener.tls:
+            session.principal = certificate_principal(transport.get_extra_info("peercert"))
         self.worker = asyncio.get_running_loop().create_task(self.process())
 
     def data_received(self, data: bytes) -> None:
@@ -91,9 +106,15 @@ class Connection(asyncio.Protocol):
                 return
             if response is not None and not (self.peer_gone or self.dropped) and self.transport is not None:
                 self.transport.writelines(response)
+            if self.closing:  # after a failed authentication, once its answer is on its way
+                self.close()
 
     async def respond(self, frame: bytes) -> list[bytes] | None:
         """The bytes to answer `frame` with, or None (no answer, or the connection was closed)."""
+        session = self.session
+        assert session is not None
+        if session.raw_tokens:
+            return self.raw_sasl_token(session, frame)
         try:
             header, request, messages = protocol.parse_request(frame)
         except protocol.UnsupportedVersion as exc:
@@ -102,15 +123,33 @@ class Connection(asyncio.Protocol):
             log.warning("closing %s: %s", self.peer, exc)
             self.close()
             return None
+        if not session.authenticated and messages.key not in PRE_AUTHENTICATION_APIS:
+            log.warning("closing %s: %s before SASL authentication", self.peer, messages.name)
+            self.close()
+            return None
         route = self.broker.routes.get(messages.key)
         version = header.request_api_version
         if route is None or not route.min_version <= version <= route.max_version:
             return self.unsupported_version(protocol.UnsupportedVersion(header))
-        ctx = RequestContext(header, messages, self.peer)
-        response = await self.broker.handle(ctx, request)
+        response = await self.broker.handle(RequestContext(header, messages, session), request)
+        if session.close_after_response:
+            self.closing = True
         if response is None:
             return None
         return protocol.frame_response(messages, version, header.correlation_id, response)
+
+    def raw_sasl_token(self, session: Session, token: bytes) -> list[bytes] | None:
+        """SaslHandshake v0 framing: a bare token in, a bare challenge out; failure just closes."""
+        assert session.sasl is not None
+        step = session.sasl.authenticate(token)
+        if step.error_code != ErrorCode.NONE:
+            log.warning("closing %s: SASL authentication failed: %s", self.peer, step.error_message)
+            self.close()
+            return None
+        if step.done:
+            session.raw_tokens = False
+            session.principal = f"User:{step.principal}"
+        return [struct.pack(">i", len(step.challenge)), step.challenge]
 
     def unsupported_version(self, exc: protocol.UnsupportedVersion) -> list[bytes] | None:
         """ApiVersions gets a v0 answer listing what we serve (KIP-511); others are closed."""
@@ -135,43 +174,78 @@ def api_versions(broker: Broker) -> list[ApiVersion]:
     ]
 
 
+def certificate_principal(cert: dict[str, Any] | None) -> str:
+    """A TLS client is known by its certificate's subject, as Kafka's default principal builder does."""
+    if not cert:
+        return ANONYMOUS
+    parts = [f"{key}={value}" for rdn in cert.get("subject", ()) for key, value in rdn]
+    names = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C"}
+    return "User:" + ",".join(
+        names.get(p.split("=", 1)[0], p.split("=", 1)[0]) + "=" + p.split("=", 1)[1] for p in parts
+    )
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.ca_file)
+    return context
+
+
 class Server:
     """A broker listening on TCP. `async with Server(config) as server:` or start()/stop()."""
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.broker: Broker | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self.ports: dict[str, int] = {}  # security protocol -> bound port
         self.connections: set[Connection] = set()
 
     async def start(self) -> None:
         self.broker = Broker(self.config)
         broker = self.broker
-
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(broker, self.connections),
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            backlog=1024,
-        )
-        port = self._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        for listener in self.config.all_listeners():
+            context = None
+            if listener.tls:
+                if self.config.tls is None:
+                    raise ValueError(f"the {listener.protocol} listener needs a TLS certificate and key")
+                context = tls_context(self.config.tls)
+            server = await loop.create_server(
+                lambda listener=listener: Connection(
+                    broker, self.connections, listener, self.ports[listener.protocol]
+                ),
+                listener.host,
+                listener.port,
+                ssl=context,
+                reuse_address=True,
+                backlog=1024,
+                start_serving=False,
+            )
+            self.ports[listener.protocol] = int(server.sockets[0].getsockname()[1])
+            self._servers.append(server)
+            log.info(
+                "listening on %s://%s:%d", listener.protocol, listener.host, self.ports[listener.protocol]
+            )
+        for server in self._servers:
+            await server.start_serving()
         if self.config.port == 0:
-            from dataclasses import replace
-
-            self.config = replace(self.config, port=port)
+            self.config = replace(self.config, port=self.port)
             broker.config = self.config
         broker.start()
-        log.info("eventyard broker listening on %s:%d", self.config.host, self.port)
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port of the first (plaintext) listener."""
+        return self.ports["PLAINTEXT"]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         workers = []
         for conn in list(self.connections):
             conn.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from eventyard.broker.config import BrokerConfig
+from eventyard.broker.config import BrokerConfig, Listener, TlsConfig
 from eventyard.broker.server import Server
 
 
@@ -33,7 +33,14 @@ async def run(config: BrokerConfig, started: float) -> None:
     where = "memory" if config.data_dir is None else str(config.data_dir)
     # One line that scripts and tests wait for: the broker is ready.
     elapsed = time.monotonic() - started
-    print(f"eventyard ready on {config.host}:{server.port} (data: {where}) in {elapsed:.3f}s", flush=True)
+    others = "".join(
+        f" {protocol}={port}" for protocol, port in server.ports.items() if protocol != "PLAINTEXT"
+    )
+    listeners = f" (listeners:{others})" if others else ""
+    print(
+        f"eventyard ready on {config.host}:{server.port}{listeners} (data: {where}) in {elapsed:.3f}s",
+        flush=True,
+    )
     await stop.wait()
     logging.getLogger("eventyard").info("shutting down")
     await server.stop()
@@ -84,6 +91,24 @@ async def run(config: BrokerConfig, started: float) -> None:
     metavar="SECONDS",
     help="How often segments are rolled by time, retention applied, compaction and timed flushes run.",
 )
+@click.option(
+    "--listener",
+    "listeners",
+    multiple=True,
+    metavar="PROTOCOL://HOST:PORT",
+    help="Another listener, PROTOCOL one of SASL_PLAINTEXT, SSL, SASL_SSL (repeatable; port 0: any).",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Server certificate."
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key."
+)
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Require client certificates signed by this CA (they become the principal on SSL listeners).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="EVENTYARD_LOG_LEVEL")
 def serve(
     host: str,
@@ -95,6 +120,10 @@ def serve(
     no_auto_create: bool,
     settings: tuple[str, ...],
     housekeeping_interval: float,
+    listeners: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
     log_level: str,
 ) -> None:
     """Run a Kafka-compatible broker."""
@@ -111,6 +140,17 @@ def serve(
         if problem:
             raise click.BadParameter(problem, param_hint="--config")
         defaults[name] = value
+    try:
+        extra = tuple(Listener.parse(text) for text in listeners)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listener") from None
+    tls = None
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise click.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
+        tls = TlsConfig(tls_cert, tls_key, tls_ca)
+    if any(listener.tls for listener in extra) and tls is None:
+        raise click.BadParameter("SSL listeners need --tls-cert and --tls-key", param_hint="--listener")
     config = BrokerConfig(
         host=host,
         port=port,
@@ -120,6 +160,8 @@ def serve(
         num_partitions=num_partitions,
         topic_defaults=defaults,
         housekeeping_interval_s=housekeeping_interval,
+        listeners=extra,
+        tls=tls,
     )
     _install_loop()
     asyncio.run(run(config, started))

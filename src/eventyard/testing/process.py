@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
-_READY = re.compile(r"eventyard ready on (\S+):(\d+)")
+_READY = re.compile(r"eventyard ready on (\S+):(\d+)(?: \(listeners:([^)]*)\))?")
 
 
 class BrokerProcess:
@@ -28,6 +28,7 @@ class BrokerProcess:
         self.port = port
         self.process: subprocess.Popen[str] | None = None
         self.log: deque[str] = deque(maxlen=2000)
+        self.listener_ports: dict[str, int] = {}  # the extra listeners' ports, by security protocol
 
     @property
     def bootstrap(self) -> str:
@@ -51,6 +52,9 @@ class BrokerProcess:
             match = _READY.search(line)
             if match:
                 self.port = int(match.group(2))  # keep the port across restarts
+                for pair in (match.group(3) or "").split():
+                    protocol, _, port = pair.partition("=")
+                    self.listener_ports[protocol] = int(port)
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self
         self.stop()

@@ -41,6 +41,7 @@ def load_all() -> dict[int, Route]:
         metadata,
         offsets,
         produce,
+        sasl,
     )
 
     return ROUTES

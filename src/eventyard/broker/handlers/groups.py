@@ -55,7 +55,7 @@ OPERATIONS_NOT_REQUESTED = -(2**31)
 async def find_coordinator(
     broker: Broker, ctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
-    node, host, port = broker.config.node_id, broker.config.advertised, broker.port
+    node, host, port = broker.config.node_id, ctx.session.advertised_host, ctx.session.port
 
     def answer(key: str) -> Coordinator:
         if request.key_type != GROUP_KEY:

@@ -107,7 +107,7 @@ async def metadata(broker: Broker, ctx: RequestContext, request: MetadataRequest
     return MetadataResponse(
         brokers=[
             MetadataResponseBroker(
-                node_id=broker.config.node_id, host=broker.config.advertised, port=broker.port
+                node_id=broker.config.node_id, host=ctx.session.advertised_host, port=ctx.session.port
             )
         ],
         cluster_id=registry.cluster_id,
@@ -127,7 +127,7 @@ async def describe_cluster(
         controller_id=broker.config.node_id,
         brokers=[
             DescribeClusterBroker(
-                broker_id=broker.config.node_id, host=broker.config.advertised, port=broker.port
+                broker_id=broker.config.node_id, host=ctx.session.advertised_host, port=ctx.session.port
             )
         ],
         cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
