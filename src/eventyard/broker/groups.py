@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from eventyard.broker.journal import Journal
+from eventyard.coordinator.consumer_group import ConsumerGroupCoordinator
 from eventyard.coordinator.group import GroupConfig, GroupCoordinator, Kind, Outcome, Pending
 from eventyard.coordinator.group_results import JoinResult, SyncResult
 
@@ -17,8 +18,12 @@ R = TypeVar("R")
 
 
 class GroupService:
+    """Both kinds of group: classic ones (JoinGroup/SyncGroup) and KIP-848 consumer groups
+    (ConsumerGroupHeartbeat), which share one id space and one store of committed offsets."""
+
     def __init__(self, data_dir: Path | None, now_ms: Any, config: GroupConfig | None = None) -> None:
         self.coordinator = GroupCoordinator(config or GroupConfig())
+        self.consumer = ConsumerGroupCoordinator(is_classic_group=self._is_active_classic_group)
         self.journal = Journal(data_dir / "consumer-groups.journal" if data_dir else None)
         self._now_ms = now_ms
         self._parked: dict[tuple[str, str, Kind], asyncio.Future[JoinResult | SyncResult]] = {}
@@ -29,6 +34,22 @@ class GroupService:
 
     def now_ms(self) -> int:
         return int(self._now_ms())
+
+    def _is_active_classic_group(self, group_id: str) -> bool:
+        # An empty classic group only holds offsets: a consumer group may take it over, as in Kafka.
+        group = self.coordinator.groups.get(group_id)
+        return group is not None and bool(group.members)
+
+    def consumer_tick(self) -> None:
+        """Run the consumer groups' timers (session and rebalance timeouts), then reschedule."""
+        for expired in self.consumer.tick(self.now_ms()):
+            log.info(
+                "consumer group %s: member %s removed (%s)",
+                expired.group_id,
+                expired.member_id,
+                expired.reason,
+            )
+        self._schedule()
 
     def apply(self, outcome: Outcome[R]) -> R:
         """Journal the records and deliver the completions of an outcome; return its response."""
@@ -57,7 +78,10 @@ class GroupService:
                 del self._parked[key]
 
     def _schedule(self) -> None:
-        deadline = self.coordinator.next_deadline()
+        deadlines = [
+            d for d in (self.coordinator.next_deadline(), self.consumer.next_deadline()) if d is not None
+        ]
+        deadline = min(deadlines) if deadlines else None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -71,6 +95,7 @@ class GroupService:
         self._timer = None
         try:
             self.apply(self.coordinator.tick(self.now_ms()))
+            self.consumer_tick()
         except Exception:
             log.exception("group coordinator tick failed")
             self._schedule()

@@ -29,9 +29,17 @@ MAX_QUEUED_REQUESTS = 64
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker, connections: set[Connection], listener: Listener, port: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        connections: set[Connection],
+        workers: set[asyncio.Task[None]],
+        listener: Listener,
+        port: int,
+    ) -> None:
         self.broker = broker
         self.connections = connections
+        self.workers = workers
         self.listener = listener
         self.port = port
         self.session: Session | None = None
@@ -60,6 +68,8 @@ class Connection(asyncio.Protocol):
         elif self.listener.tls:
             session.principal = certificate_principal(transport.get_extra_info("peercert"))
         self.worker = asyncio.get_running_loop().create_task(self.process())
+        self.workers.add(self.worker)
+        self.worker.add_done_callback(self.workers.discard)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -204,6 +214,7 @@ class Server:
         self._servers: list[asyncio.base_events.Server] = []
         self.ports: dict[str, int] = {}  # security protocol -> bound port
         self.connections: set[Connection] = set()
+        self.workers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.broker = Broker(self.config)
@@ -217,7 +228,7 @@ class Server:
                 context = tls_context(self.config.tls)
             server = await loop.create_server(
                 lambda listener=listener: Connection(
-                    broker, self.connections, listener, self.ports[listener.protocol]
+                    broker, self.connections, self.workers, listener, self.ports[listener.protocol]
                 ),
                 listener.host,
                 listener.port,
@@ -246,12 +257,12 @@ class Server:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
-        workers = []
         for conn in list(self.connections):
             conn.close()
-            if conn.worker is not None:
-                conn.worker.cancel()
-                workers.append(conn.worker)
+        # Workers of connections already gone may still be in a long poll: stop them all.
+        workers = list(self.workers)
+        for worker in workers:
+            worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()

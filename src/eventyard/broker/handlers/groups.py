@@ -202,12 +202,24 @@ async def offset_commit(
                         p.committed_metadata,
                     )
                 )
+    if entries and groups.consumer.is_group(request.group_id):
+        # A KIP-848 group: its coordinator checks the member and epoch; the offsets go to the one
+        # store of committed offsets, as a commit on behalf of the group.
+        error = groups.consumer.validate_commit(
+            request.group_id, request.member_id, request.generation_id_or_member_epoch, now_ms=groups.now_ms()
+        )
+        if error != ErrorCode.NONE:
+            errors.update({(topic, partition): error for topic, partition, *_ in entries})
+            entries = []
+        member_id, generation = "", -1
+    else:
+        member_id, generation = request.member_id, request.generation_id_or_member_epoch
     if entries:
         results = groups.apply(
             groups.coordinator.commit(
                 request.group_id,
-                request.member_id,
-                request.generation_id_or_member_epoch,
+                member_id,
+                generation,
                 entries,
                 group_instance_id=request.group_instance_id,
                 now_ms=groups.now_ms(),
@@ -335,9 +347,13 @@ async def describe_groups(
 @handles(16, 0, 5)
 async def list_groups(broker: Broker, ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
     groups = broker.groups
-    listed = groups.apply(
-        groups.coordinator.list_groups(request.states_filter, request.types_filter, now_ms=groups.now_ms())
+    now = groups.now_ms()
+    consumer = groups.consumer.list_groups(request.states_filter, request.types_filter, now_ms=now)
+    classic = groups.apply(
+        groups.coordinator.list_groups(request.states_filter, request.types_filter, now_ms=now)
     )
+    # A consumer group's offsets live in the classic store: list that id once, as the consumer group.
+    listed = consumer + [g for g in classic if not groups.consumer.is_group(g.group_id)]
     return ListGroupsResponse(
         groups=[
             ListedGroup(
@@ -356,9 +372,20 @@ async def delete_groups(
     broker: Broker, ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse:
     groups = broker.groups
-    results = groups.apply(groups.coordinator.delete_groups(request.groups_names, now_ms=groups.now_ms()))
+    now = groups.now_ms()
+    # KIP-848 groups go first (only empty ones may); the classic store then drops their offsets.
+    consumer_results = {
+        g: groups.consumer.delete(g, now_ms=now) for g in request.groups_names if groups.consumer.is_group(g)
+    }
+    deletable = [g for g in request.groups_names if consumer_results.get(g, ErrorCode.NONE) == ErrorCode.NONE]
+    outcome = groups.apply(groups.coordinator.delete_groups(deletable, now_ms=now))
+    results = {r.group_id: r.error_code for r in outcome}
+    for group_id, error in consumer_results.items():
+        # A consumer group that never committed has nothing in the classic store: that is success.
+        if error != ErrorCode.NONE or results.get(group_id) == ErrorCode.GROUP_ID_NOT_FOUND:
+            results[group_id] = error
     return DeleteGroupsResponse(
-        results=[DeletableGroupResult(group_id=r.group_id, error_code=r.error_code) for r in results]
+        results=[DeletableGroupResult(group_id=g, error_code=results[g]) for g in request.groups_names]
     )
 
 
