@@ -26,7 +26,8 @@ def python_blocks() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("where", "code"), python_blocks(), ids=[w for w, _ in python_blocks()])
 def test_python_blocks_run(where: str, code: str) -> None:
-    exec(compile(code, where, "exec"), {"__name__": "__doc__"})
+    # dont_inherit: this file's `from __future__ import annotations` must not leak into the docs' code.
+    exec(compile(code, where, "exec", dont_inherit=True), {"__name__": "__doc__"})
 
 
 def test_compatibility_table_matches_api_versions(broker: BrokerProcess) -> None:

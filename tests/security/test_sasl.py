@@ -20,17 +20,15 @@ from eventyard.protocol.messages.alter_user_scram_credentials_request import (
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
 )
-from eventyard.security import (
+from eventyard.security.credentials import (
     CredentialError,
     CredentialStore,
     CredentialStoreError,
     Mechanism,
-    ReplayGuard,
-    SaslServer,
-    Step,
+    derive_keys,
+    salt_password,
 )
-from eventyard.security.credentials import derive_keys, salt_password
-from eventyard.security.sasl import INVALID_CREDENTIALS
+from eventyard.security.sasl import INVALID_CREDENTIALS, ReplayGuard, SaslServer, Step
 
 SHA256, SHA512 = Mechanism.SCRAM_SHA_256, Mechanism.SCRAM_SHA_512
 FAILED = ErrorCode.SASL_AUTHENTICATION_FAILED

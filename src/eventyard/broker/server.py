@@ -20,7 +20,6 @@ from eventyard.broker.session import ANONYMOUS, PRE_AUTHENTICATION_APIS, Session
 from eventyard.protocol import api as protocol
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
-from eventyard.security.sasl import SaslServer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,8 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.session = session = Session(self.listener, self.port, self.peer)
         if self.listener.sasl:
+            from eventyard.security.sasl import SaslServer  # scramp loads only where SASL is used
+
             broker = self.broker
             session.sasl = SaslServer(broker.credentials, broker.config.sasl_mechanisms, broker.now_ms)
         elif self.listener.tls:

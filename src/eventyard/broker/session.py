@@ -4,9 +4,12 @@ and where its SASL exchange stands."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eventyard.broker.config import Listener
-from eventyard.security.sasl import SaslServer
+
+if TYPE_CHECKING:
+    from eventyard.security.sasl import SaslServer
 
 ANONYMOUS = "User:ANONYMOUS"
 # Served before a SASL client has authenticated (Kafka's rule): everything else closes the connection.

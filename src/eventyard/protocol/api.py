@@ -57,25 +57,18 @@ class ApiMessages:
 
 
 @cache
-def _api_table() -> dict[int, ApiMessages]:
-    by_key: dict[int, dict[str, Any]] = {}
-    for module, cls_name, key, kind in MESSAGES:
-        if key is None:
-            continue
-        cls = getattr(importlib.import_module(f"eventyard.protocol.messages.{module}"), cls_name)
-        by_key.setdefault(key, {})[kind] = cls
-    return {
-        key: ApiMessages(key, d["request"].__name__.removesuffix("Request"), d["request"], d["response"])
-        for key, d in by_key.items()
-        if "request" in d and "response" in d
-    }
-
-
 def api(key: int) -> ApiMessages:
-    try:
-        return _api_table()[key]
-    except KeyError:
-        raise UnknownApi(f"unknown api key {key}") from None
+    """The request and response classes of an API, imported on first use (startup stays quick)."""
+    classes: dict[str, type] = {}
+    for module, cls_name, api_key, kind in MESSAGES:
+        if api_key == key:
+            classes[kind] = getattr(
+                importlib.import_module(f"eventyard.protocol.messages.{module}"), cls_name
+            )
+    if "request" not in classes or "response" not in classes:
+        raise UnknownApi(f"unknown api key {key}")
+    name = classes["request"].__name__.removesuffix("Request")
+    return ApiMessages(key, name, classes["request"], classes["response"])
 
 
 class FrameReader:

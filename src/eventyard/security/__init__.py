@@ -1,26 +1,2 @@
-"""Authentication: SCRAM credentials and the per-connection SASL state machine (sans-IO)."""
-
-from eventyard.security.credentials import (
-    AlterResult,
-    CredentialError,
-    CredentialStore,
-    CredentialStoreError,
-    Mechanism,
-    ScramCredential,
-    UserDescription,
-)
-from eventyard.security.sasl import SUPPORTED_MECHANISMS, ReplayGuard, SaslServer, Step
-
-__all__ = [
-    "SUPPORTED_MECHANISMS",
-    "AlterResult",
-    "CredentialError",
-    "CredentialStore",
-    "CredentialStoreError",
-    "Mechanism",
-    "ReplayGuard",
-    "SaslServer",
-    "ScramCredential",
-    "Step",
-    "UserDescription",
-]
+"""Authentication and authorization: SCRAM credentials (credentials.py), the per-connection SASL
+state machine (sasl.py), both sans-IO. Import from the modules: the package stays light to import."""

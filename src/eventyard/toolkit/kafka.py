@@ -1,0 +1,217 @@
+"""The Kafka edge, through librdkafka only, so everything here runs unchanged on Apache Kafka:
+client settings, the key -> partition function, topic set-up, feature probing, reading a topic back."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from eventyard.toolkit.errors import ToolkitError
+
+Config = str | Mapping[str, Any]  # a bootstrap address, or librdkafka settings
+
+# ApiVersions keys a cluster advertises when it coordinates transactions.
+ADD_PARTITIONS_TO_TXN = 24
+END_TXN = 26
+
+
+def client_config(
+    config: Config, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """librdkafka settings: defaults, then the caller's (a bootstrap address or a mapping), then
+    overrides (keywords, with `_` for `.`), which the toolkit needs to keep its promises."""
+    settings = dict(defaults or {})
+    settings.update({"bootstrap.servers": config} if isinstance(config, str) else config)
+    settings.update({k.replace("_", "."): v for k, v in overrides.items()})
+    return settings
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's default partitioner hash), as an unsigned 32-bit int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    length = len(data)
+    h = (0x9747B28C ^ length) & mask
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = length - length % 4
+    rest = length % 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of a key, as the Java client (and librdkafka's murmur2 partitioner) chooses it."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def ensure_topic(config: Config, topic: str, partitions: int = 1, timeout: float = 15.0) -> int:
+    """Create the topic if it is missing; returns its partition count (an existing topic keeps its own)."""
+    with AdminClient(client_config(config, {"log_level": 5})) as admin:  # no info lines on close
+        metadata = admin.list_topics(timeout=timeout)
+        if topic not in metadata.topics:
+            new = NewTopic(topic, num_partitions=partitions)
+            try:
+                admin.create_topics([new], request_timeout=timeout)[topic].result(timeout)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise ToolkitError(f"cannot create topic {topic!r}: {error.args[0].str()}") from None
+            metadata = admin.list_topics(topic, timeout=timeout)
+    return len(metadata.topics[topic].partitions)
+
+
+def partition_count(client: Producer | Consumer, topic: str, timeout: float = 15.0) -> int:
+    metadata = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        reason = metadata.error.str() if metadata is not None and metadata.error else "no partitions"
+        raise ToolkitError(f"topic {topic!r} is not available: {reason}")
+    return len(metadata.partitions)
+
+
+class Watermarks:
+    """Asks for partitions' offset ranges on a connection of its own: on a consumer's connection
+    the question would wait behind its long-polling fetch (a connection answers in order)."""
+
+    def __init__(self, config: Config, timeout: float = 15.0) -> None:
+        self.timeout = timeout
+        self._client = Consumer(
+            client_config(config, group_id="eventyard-watermarks", enable_auto_commit=False)
+        )
+        self._lock = threading.Lock()
+
+    def __call__(self, topic: str, partition: int) -> tuple[int, int]:
+        """(low, high): the first offset, and the offset the next record will get."""
+        with self._lock:
+            low, high = self._client.get_watermark_offsets(
+                TopicPartition(topic, partition), self.timeout, cached=False
+            )
+        return int(low), int(high)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+class _ApiVersionsLog:
+    """A librdkafka logger that keeps the API keys of the "Broker API support" debug lines."""
+
+    _line = re.compile(r"ApiKey \S+ \((\d+)\) Versions")
+
+    def __init__(self) -> None:
+        self.keys: set[int] = set()
+        self.complete = threading.Event()
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        match = self._line.search(fmt % args if args else fmt)
+        if match:
+            self.keys.add(int(match.group(1)))
+        elif self.keys:  # the first line after the list: it is complete
+            self.complete.set()
+
+
+def supports_transactions(config: Config, timeout: float = 10.0) -> bool:
+    """Whether the cluster advertises AddPartitionsToTxn and EndTxn in ApiVersions.
+
+    librdkafka exposes the answer only in its `feature` debug log, which is read here: the probe goes
+    through the same client and security settings as everything else."""
+    log = _ApiVersionsLog()
+    producer = Producer(client_config(config, debug="feature", logger=log))
+    try:
+        producer.list_topics(timeout=timeout)  # a connection, hence an ApiVersions exchange
+        deadline = time.monotonic() + timeout
+        while not log.complete.is_set() and time.monotonic() < deadline:
+            producer.poll(0.02)  # serves the queued log lines
+    finally:
+        producer.close()
+    if not log.keys:
+        raise ToolkitError("could not read the cluster's API versions")
+    return {ADD_PARTITIONS_TO_TXN, END_TXN} <= log.keys
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    timestamp_ms: int = -1
+
+
+def read_topic(config: Config, topic: str, timeout: float = 15.0) -> list[Record]:
+    """Every record of the topic up to its current end, partition by partition, in offset order."""
+    consumer = Consumer(
+        client_config(
+            config, group_id="eventyard-read-topic", enable_auto_commit=False, enable_partition_eof=True
+        )
+    )
+    try:
+        partitions = range(partition_count(consumer, topic, timeout))
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout, cached=False)
+            for p in partitions
+        }
+        todo = {p: (low, high) for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in todo.items()])
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic!r}: partitions {sorted(todo)} did not reach their end")
+            for message in consumer.consume(500, 0.1):
+                error = message.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                if error is None:
+                    records.append(to_record(message))
+                # an EOF, or the last offset: control records (transaction markers) have no message
+                partition, offset = message_position(message)
+                if error is not None or offset + 1 >= todo.get(partition, (0, 0))[1]:
+                    todo.pop(partition, None)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def message_position(message: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed message (or of an end-of-partition event)."""
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None and offset is not None, "a consumed message has a position"
+    return partition, offset
+
+
+def to_record(message: Message) -> Record:
+    partition, offset = message_position(message)
+    raw = message.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+    return Record(
+        message.topic() or "",
+        partition,
+        offset,
+        message.key(),
+        message.value(),
+        headers,
+        message.timestamp()[1],
+    )

@@ -1,0 +1,131 @@
+"""SQL databases for projections, behind one narrow interface: transactions that execute statements.
+
+Statements use `?` placeholders everywhere; the PostgreSQL adapter rewrites them to psycopg's `%s`.
+Write portable SQL (CREATE TABLE IF NOT EXISTS, INSERT ... ON CONFLICT ... DO UPDATE work in both)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from eventyard.toolkit.errors import DatabaseDriverMissing
+
+Row = tuple[Any, ...]
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+
+class Database(Protocol):
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Commits when the block ends, rolls back if it raises."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Cursor:
+    def __init__(self, cursor: Any, rewrite: bool = False) -> None:
+        self._cursor = cursor
+        self._rewrite = rewrite
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        self._cursor.execute(_to_format_style(sql) if self._rewrite else sql, tuple(params))
+        return int(self._cursor.rowcount)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        self._cursor.execute(_to_format_style(sql) if self._rewrite else sql, tuple(params))
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+
+class SQLiteDatabase:
+    """stdlib sqlite3, in WAL mode: a commit survives a crash of the process (and, with
+    synchronous=FULL, the default here, of the machine)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.url = f"sqlite:///{path}"
+        self._db = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        if str(path) != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Cursor(cursor)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PostgresDatabase:
+    """PostgreSQL through psycopg 3 (not a dependency of Eventyard: `pip install "psycopg[binary]"`)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            psycopg = importlib.import_module("psycopg")  # optional: not a dependency
+        except ImportError:
+            raise DatabaseDriverMissing(
+                f"{url.split('://')[0]} URLs need psycopg: pip install 'psycopg[binary]'"
+            ) from None
+        self.url = url
+        self._db = psycopg.connect(url, autocommit=True)  # explicit transactions below
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            yield _Cursor(cursor, rewrite=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def connect(url: str | Path) -> Database:
+    """A database from a URL: sqlite:///relative.db, sqlite:////absolute.db, a plain file path,
+    :memory:, or postgresql://user:password@host/dbname."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(text)
+    if text.startswith("sqlite:///"):
+        text = text.removeprefix("sqlite:///")
+    elif "://" in text:
+        raise ValueError(f"unsupported database URL {text!r}: use sqlite:/// or postgresql://")
+    return SQLiteDatabase(text or ":memory:")
+
+
+_QUOTED_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+def _to_format_style(sql: str) -> str:
+    """`?` -> `%s` outside quoted strings and identifiers; `%` -> `%%` everywhere (psycopg reads
+    every `%` as a placeholder mark, quoted or not)."""
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return "%s" if token == "?" else token.replace("%", "%%")
+
+    return _QUOTED_OR_MARK.sub(swap, sql)
