@@ -1,0 +1,521 @@
+"""A real Apache Kafka broker (KRaft) in child processes, as a reference to test and benchmark against.
+
+`KafkaReference` is one combined broker+controller node; `KafkaCluster` is three of them sharing a
+quorum. Both mirror `BrokerProcess`: `.bootstrap`, `start()`, `stop()`, `kill()`, `restart(kill=...)`,
+and work as context managers. The jars come from `scripts/fetch-kafka.sh` (Maven Central, into
+`.cache/kafka/<version>/libs`); a JDK 17 or newer runs them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import functools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from eventyard.protocol.messages.metadata_request import MetadataRequest
+from eventyard.wire_client import WireClient
+
+# Keep in step with <kafka.version> in tools/kafka-reference/pom.xml.
+DEFAULT_VERSION = "4.4.0"
+MIN_JAVA = 17  # Kafka 4.x brokers are built for Java 17
+FETCH_HINT = "run scripts/fetch-kafka.sh (needs a JDK 17+ and Maven; see docs/reference-broker.md)"
+
+# Kafka's own defaults for the broker's JVM (bin/kafka-run-class.sh), less the heap.
+_JVM_OPTS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:-UsePerfData",
+    "-Djava.awt.headless=true",
+)
+_LOG4J2 = """\
+status = warn
+rootLogger.level = {level}
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+# Every component prints its whole configuration at INFO: thousands of lines per start.
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+"""
+
+_live: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test run that dies must not leave JVMs holding ports and memory."""
+    for process in list(_live):
+        if process.poll() is None:
+            process.kill()
+
+
+class KafkaReferenceUnavailable(RuntimeError):
+    """Java, Maven or the Kafka jars are missing: the message says how to get them."""
+
+
+def repo_root() -> Path | None:
+    """The Eventyard checkout: the working directory or one above it, else this file's own tree."""
+    here = Path.cwd().resolve()
+    for candidate in [here, *here.parents, *Path(__file__).resolve().parents]:
+        if (candidate / "tools" / "kafka-reference" / "pom.xml").is_file():
+            return candidate
+    return None
+
+
+def fetch_script() -> Path:
+    root = repo_root()
+    if root is None:
+        raise KafkaReferenceUnavailable("no Eventyard checkout found (scripts/fetch-kafka.sh)")
+    return root / "scripts" / "fetch-kafka.sh"
+
+
+def kafka_libs(version: str = DEFAULT_VERSION) -> Path:
+    """The directory of Kafka's jars: $EVENTYARD_KAFKA_LIBS, else .cache/kafka/<version>/libs."""
+    override = os.environ.get("EVENTYARD_KAFKA_LIBS")
+    root = repo_root()
+    if override:
+        libs = Path(override)
+    elif root is not None:
+        libs = root / ".cache" / "kafka" / version / "libs"
+    else:
+        raise KafkaReferenceUnavailable(
+            f"no Eventyard checkout found for .cache/kafka/{version}: {FETCH_HINT}"
+        )
+    if not (libs / f"kafka_2.13-{version}.jar").is_file():
+        raise KafkaReferenceUnavailable(f"Kafka {version} jars not found in {libs}: {FETCH_HINT}")
+    return libs
+
+
+def fetch_kafka(version: str = DEFAULT_VERSION, timeout: float = 900.0) -> Path:
+    """Run scripts/fetch-kafka.sh (a no-op once the jars are cached) and return the libs directory."""
+    if shutil.which("bash") is None:
+        raise KafkaReferenceUnavailable("bash is needed to run scripts/fetch-kafka.sh")
+    result = subprocess.run(
+        ["bash", str(fetch_script()), version], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise KafkaReferenceUnavailable(f"scripts/fetch-kafka.sh {version} failed:\n{result.stderr.strip()}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def java_executable() -> str:
+    """$JAVA_HOME/bin/java, else `java` on the PATH; it must be Java 17 or newer."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if java is None or not Path(java).is_file():
+        raise KafkaReferenceUnavailable(
+            f"java not found (JAVA_HOME or the PATH): the Kafka broker needs a JDK {MIN_JAVA}+ "
+            f"(Debian: apt-get install openjdk-17-jdk-headless); then {FETCH_HINT}"
+        )
+    banner = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(?:1\.)?(\d+)', banner)
+    major = int(match.group(1)) if match else 0
+    if major < MIN_JAVA:
+        raise KafkaReferenceUnavailable(f"{java} is Java {major or '?'}: Kafka 4.x needs Java {MIN_JAVA}+")
+    return java
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports: all bound at once, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def new_cluster_id() -> str:
+    """A Kafka Uuid as Kafka prints it: 16 random bytes, URL-safe base64, no padding."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):  # Kafka avoids these too: they read as command-line flags
+            return text
+
+
+def _properties(values: Mapping[str, object]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+class KafkaReference:
+    """One Kafka node, broker and KRaft controller in one JVM, on free loopback ports.
+
+    Data, configuration and `server.log` live in `work_dir` (None: a temporary directory that
+    `close()` and leaving the `with` block remove). `properties` override or add server.properties
+    entries. Ports stay the same across restarts, and the data too.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path | None = None,
+        *,
+        partitions: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        controller_port: int = 0,
+        heap: str = "512m",
+        version: str = DEFAULT_VERSION,
+        libs: Path | None = None,
+        properties: Mapping[str, object] | None = None,
+        jvm_args: Iterable[str] = (),
+        log_level: str = "INFO",
+        node_id: int = 1,
+        cluster_id: str | None = None,
+        voters: str | None = None,
+    ) -> None:
+        self._own_dir = work_dir is None
+        self.work_dir = Path(tempfile.mkdtemp(prefix="kafka-ref-")) if work_dir is None else work_dir
+        self.host = host
+        spare = free_ports(2, host)
+        self.port = port or spare[0]
+        self.controller_port = controller_port or spare[1]
+        self.node_id = node_id
+        self.cluster_id = cluster_id or new_cluster_id()
+        self.version = version
+        self.heap = heap
+        self.partitions = partitions
+        self.voters = voters or f"{node_id}@{host}:{self.controller_port}"
+        self.extra_properties = dict(properties or {})
+        self.jvm_args = list(jvm_args)
+        self.log_level = log_level
+        self._libs = libs
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log: deque[str] = deque(maxlen=5000)
+        self._log_lock = threading.Lock()
+        self._last_error = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.work_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.work_dir / "server.log"
+
+    def server_properties(self) -> dict[str, object]:
+        voter_count = self.voters.count("@")
+        replication = min(3, voter_count)
+        values: dict[str, object] = {
+            "process.roles": "broker,controller",
+            "node.id": self.node_id,
+            "controller.quorum.voters": self.voters,
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": self.data_dir,
+            "num.partitions": self.partitions,
+            "auto.create.topics.enable": "true",
+            "default.replication.factor": replication,
+            "min.insync.replicas": max(1, replication - 1),
+            "offsets.topic.replication.factor": replication,
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": max(1, replication - 1),
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": max(1, replication - 1),
+            "group.initial.rebalance.delay.ms": 0,
+        }
+        values.update(self.extra_properties)
+        return values
+
+    def _write_config(self) -> tuple[Path, Path]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        config = self.work_dir / "server.properties"
+        config.write_text(_properties(self.server_properties()))
+        log_config = self.work_dir / "log4j2.properties"
+        log_config.write_text(_LOG4J2.format(level=self.log_level))
+        return config, log_config
+
+    def _java(self, log_config: Path, *args: str) -> list[str]:
+        libs = self._libs or kafka_libs(self.version)
+        return [
+            java_executable(),
+            f"-Xmx{self.heap}",
+            "-Xms64m",
+            *_JVM_OPTS,
+            f"-Dlog4j2.configurationFile={log_config}",
+            *self.jvm_args,
+            "-cp",
+            str(libs / "*"),
+            *args,
+        ]
+
+    def check_available(self) -> None:
+        """Raise KafkaReferenceUnavailable, saying how to fix it, if java or the jars are missing."""
+        if self._libs is None:
+            self._libs = kafka_libs(self.version)
+        java_executable()
+
+    def format_storage(self) -> None:
+        """Write meta.properties and the bootstrap metadata: once, before the first start."""
+        self.check_available()
+        config, log_config = self._write_config()
+        if (self.data_dir / "meta.properties").exists():
+            return
+        args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config)]
+        result = subprocess.run(self._java(log_config, *args), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+
+    def launch(self) -> None:
+        """Start the JVM without waiting for it: `wait_ready` does that (clusters start nodes together)."""
+        if self.process is not None:
+            raise RuntimeError(f"Kafka node {self.node_id} is already running")
+        self.format_storage()
+        config = self.work_dir / "server.properties"
+        command = self._java(self.work_dir / "log4j2.properties", "kafka.Kafka", str(config))
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        _live.add(self.process)
+        threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+
+    def _drain(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        with self.log_file.open("ab") as sink:
+            for raw in process.stdout:
+                sink.write(raw)
+                sink.flush()
+                with self._log_lock:
+                    self.log.append(raw.decode(errors="replace"))
+
+    def log_tail(self, lines: int = 60) -> str:
+        with self._log_lock:
+            return "".join(list(self.log)[-lines:])
+
+    def metadata_brokers(self) -> set[int] | None:
+        """The broker ids this node's Metadata lists as alive, or None if it does not answer yet."""
+        try:
+            with WireClient(self.host, self.port, timeout=5.0) as client:
+                response = client.request(MetadataRequest(topics=[]), 12, client_id="kafka-reference")
+        except Exception as exc:  # refused, reset, half-started: all mean "not yet"
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return None
+        if response.controller_id < 0:
+            self._last_error = "no controller yet"
+            return None
+        return {broker.node_id for broker in response.brokers}
+
+    def wait_ready(self, timeout: float = 120.0, brokers: int = 1) -> None:
+        """Until this node answers Metadata listing itself (and `brokers` brokers in all) as alive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            process = self.process
+            if process is None or process.poll() is not None:
+                code = None if process is None else process.returncode
+                self._forget()
+                raise RuntimeError(f"Kafka node {self.node_id} exited ({code}):\n{self.log_tail()}")
+            alive = self.metadata_brokers()
+            if alive is not None and self.node_id in alive and len(alive) >= brokers:
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"Kafka node {self.node_id} not ready after {timeout:.0f}s (alive brokers: "
+                    f"{sorted(alive or ())}, last: {self._last_error}):\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def start(self, timeout: float = 120.0) -> KafkaReference:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def _forget(self) -> None:
+        if self.process is not None:
+            _live.discard(self.process)
+            self.process = None
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting: Kafka shuts down cleanly (controlled shutdown) on its own."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60.0) -> int | None:
+        """Wait for the exit after `terminate`; SIGKILL past the timeout. Returns the exit code."""
+        if self.process is None:
+            return None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._forget()
+        return code
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        self.terminate()
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or close anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self._forget()
+
+    def restart(self, kill: bool = False, timeout: float = 120.0) -> KafkaReference:
+        self.kill() if kill else self.stop()
+        return self.start(timeout)
+
+    def rss_bytes(self) -> int | None:
+        """The JVM's resident memory, from /proc (Linux), or None when it is not running."""
+        if self.process is None:
+            return None
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) * 1024 if match else None
+
+    def close(self) -> None:
+        """Stop, and remove the work directory if it is a temporary one of our own."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> KafkaReference:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class KafkaCluster:
+    """`n` combined broker+controller nodes sharing one KRaft quorum (n voters): with n=3 the
+    cluster keeps its quorum and, with min.insync.replicas=2, accepts acks=all writes while any one
+    node is down. Replication factor defaults to min(3, n); nodes are `cluster.nodes[i]`."""
+
+    def __init__(
+        self,
+        n: int = 3,
+        work_dir: Path | None = None,
+        *,
+        partitions: int = 1,
+        host: str = "127.0.0.1",
+        heap: str = "512m",
+        version: str = DEFAULT_VERSION,
+        libs: Path | None = None,
+        properties: Mapping[str, object] | None = None,
+        jvm_args: Iterable[str] = (),
+        log_level: str = "INFO",
+    ) -> None:
+        self._own_dir = work_dir is None
+        self.work_dir = Path(tempfile.mkdtemp(prefix="kafka-cluster-")) if work_dir is None else work_dir
+        self.cluster_id = new_cluster_id()
+        ports = free_ports(2 * n, host)
+        client_ports, controller_ports = ports[:n], ports[n:]
+        voters = ",".join(f"{i + 1}@{host}:{port}" for i, port in enumerate(controller_ports))
+        self.nodes = [
+            KafkaReference(
+                self.work_dir / f"node-{i + 1}",
+                partitions=partitions,
+                host=host,
+                port=client_ports[i],
+                controller_port=controller_ports[i],
+                heap=heap,
+                version=version,
+                libs=libs,
+                properties=properties,
+                jvm_args=jvm_args,
+                log_level=log_level,
+                node_id=i + 1,
+                cluster_id=self.cluster_id,
+                voters=voters,
+            )
+            for i in range(n)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node, so that clients find the cluster whichever nodes are down."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaReference:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = 180.0) -> KafkaCluster:
+        """Start every node at once (a quorum needs a majority) and wait until all are brokers."""
+        deadline = time.monotonic() + timeout
+        try:
+            for node in self.nodes:
+                node.format_storage()
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_ready(max(1.0, deadline - time.monotonic()), brokers=len(self.nodes))
+        except BaseException:
+            self.stop(timeout=5)
+            raise
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM every node together: one by one, the last nodes would wait for a lost quorum."""
+        for node in self.nodes:
+            node.terminate()
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.wait(max(0.1, deadline - time.monotonic()))
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def restart(self, kill: bool = False) -> KafkaCluster:
+        self.kill() if kill else self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> KafkaCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
