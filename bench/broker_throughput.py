@@ -147,6 +147,57 @@ def startup_and_memory(runs: int) -> tuple[float, float]:
     return statistics.median(times), statistics.median(rss)
 
 
+def measure(bootstrap: str, pid: int | None, args: argparse.Namespace) -> dict[int, tuple[float, ...]]:
+    """Median (ceiling, produce, consume, produce cpu, consume cpu) per message size."""
+    results = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        payload = b"x" * size
+        runs: list[tuple[float, ...]] = []
+        for _ in range(args.runs):
+            topic = f"bench-{size}-{uuid.uuid4().hex[:6]}"
+            create(bootstrap, topic, args.partitions)
+            ceiling_rate = ceiling(args.messages, payload)
+            cpu = cpu_seconds(pid)
+            produced = produce(bootstrap, topic, args.messages, payload)
+            produce_cpu = (cpu_seconds(pid) - cpu) * produced / args.messages
+            cpu = cpu_seconds(pid)
+            consumed = consume(bootstrap, topic, args.partitions, args.messages)
+            consume_cpu = (cpu_seconds(pid) - cpu) * consumed / args.messages
+            runs.append((ceiling_rate, produced, consumed, produce_cpu, consume_cpu))
+        results[size] = tuple(statistics.median(run[i] for run in runs) for i in range(5))
+    return results
+
+
+def print_table(name: str, results: dict[int, tuple[float, ...]]) -> None:
+    print(f"## {name}")
+    print(
+        f"{'size':>6} {'ceiling msg/s':>14} {'produce msg/s':>14} {'MB/s':>7} {'ratio':>6} {'cpu':>5} "
+        f"{'consume msg/s':>14} {'MB/s':>7} {'cpu':>5}"
+    )
+    for size, (c, p, r, pc, rc) in results.items():
+        print(
+            f"{size:>6} {c:>14,.0f} {p:>14,.0f} {p * size / 1e6:>7.1f} {p / c:>6.2f} {pc:>5.0%} "
+            f"{r:>14,.0f} {r * size / 1e6:>7.1f} {rc:>5.0%}",
+            flush=True,
+        )
+
+
+def kafka_startup_and_memory(runs: int) -> tuple[float, float]:
+    """Apache Kafka's time to a ready single node (storage format included) and its idle RSS."""
+    from eventyard.testing.kafka_reference import KafkaReference
+
+    times, rss = [], []
+    for _ in range(runs):
+        kafka = KafkaReference()
+        start = time.perf_counter()
+        kafka.start()
+        times.append(time.perf_counter() - start)
+        time.sleep(1.0)
+        rss.append((kafka.rss_bytes() or 0) / 2**20)
+        kafka.close()
+    return statistics.median(times), statistics.median(rss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,52 +206,47 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1024")
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--bootstrap", help="measure this broker instead of starting Eventyard")
+    parser.add_argument("--bootstrap", help="also measure this broker (any Kafka-compatible address)")
+    parser.add_argument("--kafka", action="store_true", help="also measure Apache Kafka (reference harness)")
     parser.add_argument("--broker-arg", action="append", default=[], help="extra `eventyard serve` argument")
     args = parser.parse_args()
 
-    broker = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        data = tempfile.mkdtemp(prefix="eventyard-bench-")
-        broker = BrokerProcess(Path(data), *args.broker_arg).start()
-        bootstrap = broker.bootstrap
     print(f"# {args.messages:,} messages per run, {args.partitions} partition(s), median of {args.runs} runs")
+    print("# ceiling: the same producer into its own queue, no broker; ratio: produce / ceiling")
     print("# cpu: the broker process's CPU use during the phase (100% = one core busy)")
-    print(
-        f"{'size':>6} {'ceiling msg/s':>14} {'produce msg/s':>14} {'MB/s':>7} {'ratio':>6} {'cpu':>5} "
-        f"{'consume msg/s':>14} {'MB/s':>7} {'cpu':>5}"
-    )
+    tables: dict[str, dict[int, tuple[float, ...]]] = {}
+    broker = BrokerProcess(Path(tempfile.mkdtemp(prefix="eventyard-bench-")), *args.broker_arg).start()
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            payload = b"x" * size
-            ceilings, produced, consumed, produce_cpu, consume_cpu = [], [], [], [], []
-            pid = broker.process.pid if broker and broker.process else None
-            for _ in range(args.runs):
-                topic = f"bench-{size}-{uuid.uuid4().hex[:6]}"
-                create(bootstrap, topic, args.partitions)
-                ceilings.append(ceiling(args.messages, payload))
-                cpu = cpu_seconds(pid)
-                produced.append(produce(bootstrap, topic, args.messages, payload))
-                produce_cpu.append((cpu_seconds(pid) - cpu) * produced[-1] / args.messages)
-                cpu = cpu_seconds(pid)
-                consumed.append(consume(bootstrap, topic, args.partitions, args.messages))
-                consume_cpu.append((cpu_seconds(pid) - cpu) * consumed[-1] / args.messages)
-            c, p, r, pc, rc = (
-                statistics.median(x) for x in (ceilings, produced, consumed, produce_cpu, consume_cpu)
-            )
-            print(
-                f"{size:>6} {c:>14,.0f} {p:>14,.0f} {p * size / 1e6:>7.1f} {p / c:>6.2f} {pc:>5.0%} "
-                f"{r:>14,.0f} {r * size / 1e6:>7.1f} {rc:>5.0%}",
-                flush=True,
-            )
+        tables["eventyard"] = measure(broker.bootstrap, broker.process.pid if broker.process else None, args)
+        print_table("eventyard", tables["eventyard"])
     finally:
-        if broker is not None:
-            broker.stop()
-    if broker is not None:
-        startup, rss = startup_and_memory(args.runs)
-        print(f"startup to first answered request: {startup * 1000:.0f} ms (median); idle RSS: {rss:.1f} MB")
+        broker.stop()
+    if args.kafka:
+        from eventyard.testing.kafka_reference import KafkaReference
+
+        with KafkaReference(heap="1g") as kafka:
+            tables["kafka"] = measure(kafka.bootstrap, kafka.pid, args)
+        print_table("apache kafka 4.4 (reference harness)", tables["kafka"])
+    if args.bootstrap:
+        tables[args.bootstrap] = measure(args.bootstrap, None, args)
+        print_table(args.bootstrap, tables[args.bootstrap])
+    for name, table in tables.items():
+        if name == "eventyard":
+            continue
+        print(f"## eventyard / {name}")
+        for size, row in table.items():
+            ours = tables["eventyard"][size]
+            print(f"{size:>6}  produce {ours[1] / row[1]:.2f}x  consume {ours[2] / row[2]:.2f}x")
+    startup, rss = startup_and_memory(args.runs)
+    print(
+        f"eventyard: startup to first answered request {startup * 1000:.0f} ms (median); "
+        f"idle RSS {rss:.1f} MB"
+    )
+    if args.kafka:
+        startup, rss = kafka_startup_and_memory(args.runs)
+        print(
+            f"apache kafka: format + start to ready {startup * 1000:.0f} ms (median); idle RSS {rss:.1f} MB"
+        )
 
 
 if __name__ == "__main__":

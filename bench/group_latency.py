@@ -1,8 +1,8 @@
 """Consumer-group latency with librdkafka: time from subscribe to the first record for one
 consumer and for a group of four, and the time a rebalance takes when a member leaves.
 
-    python bench/group_latency.py [--runs 3]                 # Eventyard, started here
-    python bench/group_latency.py --bootstrap host:port      # any other broker (Apache Kafka...)
+    python bench/group_latency.py [--runs 3] [--kafka]       # Eventyard, and Apache Kafka beside it
+    python bench/group_latency.py --bootstrap host:port      # and any other broker
 """
 
 from __future__ import annotations
@@ -90,36 +90,40 @@ def group_of_four(bootstrap: str, topic: str) -> tuple[float, float]:
     return all_first, rebalance
 
 
+def measure(bootstrap: str, runs: int) -> tuple[float, float, float]:
+    single, four, rebalance = [], [], []
+    for _ in range(runs):
+        topic = prepare(bootstrap)
+        single.append(first_record_single(bootstrap, topic))
+        f, r = group_of_four(bootstrap, topic)
+        four.append(f)
+        rebalance.append(r)
+    return statistics.median(single), statistics.median(four), statistics.median(rebalance)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--bootstrap", help="measure this broker instead of starting Eventyard")
+    parser.add_argument("--kafka", action="store_true", help="also measure Apache Kafka (reference harness)")
+    parser.add_argument("--bootstrap", help="also measure this broker")
     args = parser.parse_args()
-    broker = None
+    results: dict[str, tuple[float, float, float]] = {}
+    with BrokerProcess(Path(tempfile.mkdtemp(prefix="eventyard-groups-"))) as broker:
+        results["eventyard"] = measure(broker.bootstrap, args.runs)
+    if args.kafka:
+        from eventyard.testing.kafka_reference import KafkaReference
+
+        # Kafka's default initial rebalance delay is 3 s; the harness sets it to 0 like ours.
+        with KafkaReference() as kafka:
+            results["apache kafka"] = measure(kafka.bootstrap, args.runs)
     if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        broker = BrokerProcess(Path(tempfile.mkdtemp(prefix="eventyard-groups-"))).start()
-        bootstrap = broker.bootstrap
-    try:
-        single, four, rebalance = [], [], []
-        for _ in range(args.runs):
-            topic = prepare(bootstrap)
-            single.append(first_record_single(bootstrap, topic))
-            f, r = group_of_four(bootstrap, topic)
-            four.append(f)
-            rebalance.append(r)
-        print(f"# {bootstrap}: median of {args.runs} runs, {PARTITIONS} partitions, librdkafka consumers")
-        print(f"subscribe to first record, one consumer:        {statistics.median(single) * 1000:7.0f} ms")
-        print(f"subscribe to first record, each of four:        {statistics.median(four) * 1000:7.0f} ms")
-        print(
-            f"rebalance after a member leaves (all assigned): {statistics.median(rebalance) * 1000:7.0f} ms"
-        )
-    finally:
-        if broker is not None:
-            broker.stop()
+        results[args.bootstrap] = measure(args.bootstrap, args.runs)
+    print(f"# median of {args.runs} runs, {PARTITIONS} partitions, librdkafka consumers (classic protocol)")
+    print(f"{'broker':<16} {'first record, 1':>16} {'first record, 4':>16} {'rebalance on leave':>19}")
+    for name, (single, four, rebalance) in results.items():
+        print(f"{name:<16} {single * 1000:>13.0f} ms {four * 1000:>13.0f} ms {rebalance * 1000:>16.0f} ms")
 
 
 if __name__ == "__main__":
