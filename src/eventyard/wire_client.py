@@ -41,7 +41,10 @@ class WireClient:
     def _recv_exactly(self, n: int) -> bytes | None:
         chunks = bytearray()
         while len(chunks) < n:
-            chunk = self.sock.recv(n - len(chunks))
+            try:
+                chunk = self.sock.recv(n - len(chunks))
+            except ConnectionResetError:  # closed while our request was unread: a reset, not an EOF
+                return None
             if not chunk:
                 return None
             chunks += chunk

@@ -16,10 +16,14 @@ from eventyard.broker.session import Session
 from eventyard.broker.topics import TopicRegistry
 from eventyard.protocol.api import ApiMessages
 from eventyard.protocol.messages.request_header import RequestHeader
+from eventyard.security.acl import CLUSTER_NAME, AclStore, Operation, ResourceType, operations_bitfield
 from eventyard.security.credentials import CredentialStore
 from eventyard.storage.base import CompactionConfig, StorageEngine, StorageError
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("eventyard.authorizer")
+# The "authorized operations" fields when a client did not ask for them (or nothing decides them).
+OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
 def now_ms() -> int:
@@ -44,6 +48,11 @@ class RequestContext:
     def principal(self) -> str:
         return self.session.principal
 
+    @property
+    def client_address(self) -> str:
+        """The client's IP address, without the port: what ACL hosts are compared with."""
+        return self.session.peer.rsplit(":", 1)[0].strip("[]")
+
 
 def open_engine(config: BrokerConfig) -> StorageEngine:
     if config.data_dir is None:
@@ -63,6 +72,7 @@ class Broker:
         self.topics = TopicRegistry(config, open_engine(config))
         self.groups = GroupService(config.data_dir, now_ms, config.groups)
         self.credentials = CredentialStore(config.data_dir / "users.json" if config.data_dir else None)
+        self.acls = AclStore(config.data_dir / "acls.json" if config.data_dir else None, config.super_users)
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -78,6 +88,50 @@ class Broker:
     async def handle(self, ctx: RequestContext, request: Any) -> Any:
         route = self.routes[ctx.api.key]
         return await route.handler(self, ctx, request)
+
+    # --- authorization: every answer is "allowed" while the authorizer is off ---
+
+    def authorize(
+        self,
+        ctx: RequestContext,
+        operation: Operation,
+        resource_type: ResourceType,
+        name: str = CLUSTER_NAME,
+        *,
+        log_denied: bool = True,
+    ) -> bool:
+        """May the request's principal do `operation` on the resource? Denials are logged, except
+        when a listing is merely filtered (log_denied=False), as Kafka does."""
+        if not self.config.authorizer:
+            return True
+        if self.acls.authorize(ctx.principal, ctx.client_address, operation, resource_type, name):
+            return True
+        if log_denied:
+            audit.info(
+                "denied: principal=%s host=%s operation=%s resource=%s:%s (%s)",
+                ctx.principal,
+                ctx.client_address,
+                operation.name,
+                resource_type.name,
+                name,
+                ctx.api.name,
+            )
+        return False
+
+    def authorize_any(self, ctx: RequestContext, operation: Operation, resource_type: ResourceType) -> bool:
+        """May the principal do `operation` on some resource of the type (Kafka's by-resource-type check)?"""
+        if not self.config.authorizer:
+            return True
+        return self.acls.authorize_any(ctx.principal, ctx.client_address, operation, resource_type)
+
+    def authorized_operations(
+        self, ctx: RequestContext, requested: bool, resource_type: ResourceType, name: str = CLUSTER_NAME
+    ) -> int:
+        """The KIP-430 bitfield of what the principal may do on a resource, when asked for."""
+        if not (requested and self.config.authorizer):
+            return OPERATIONS_NOT_REQUESTED
+        ops = self.acls.authorized_operations(ctx.principal, ctx.client_address, resource_type, name)
+        return operations_bitfield(ops)
 
     # --- durability: the flush policy ---
 

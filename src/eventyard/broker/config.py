@@ -164,6 +164,9 @@ class BrokerConfig:
     listeners: tuple[Listener, ...] = ()
     tls: TlsConfig | None = None
     sasl_mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    # ACLs are enforced only with the authorizer on; super users ("User:admin") bypass them.
+    authorizer: bool = False
+    super_users: tuple[str, ...] = ()
 
     @property
     def advertised(self) -> str:

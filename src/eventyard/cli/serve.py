@@ -109,6 +109,20 @@ async def run(config: BrokerConfig, started: float) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Require client certificates signed by this CA (they become the principal on SSL listeners).",
 )
+@click.option(
+    "--authorizer/--no-authorizer",
+    default=False,
+    show_default=True,
+    envvar="EVENTYARD_AUTHORIZER",
+    help="Enforce ACLs (CreateAcls/DeleteAcls): what no ACL allows is denied. Off: everything is allowed.",
+)
+@click.option(
+    "--super-user",
+    "super_users",
+    multiple=True,
+    metavar="PRINCIPAL",
+    help="A principal that bypasses ACLs, such as User:admin or User:ANONYMOUS (repeatable).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="EVENTYARD_LOG_LEVEL")
 def serve(
     host: str,
@@ -124,6 +138,8 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_ca: Path | None,
+    authorizer: bool,
+    super_users: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run a Kafka-compatible broker."""
@@ -151,6 +167,16 @@ def serve(
         tls = TlsConfig(tls_cert, tls_key, tls_ca)
     if any(listener.tls for listener in extra) and tls is None:
         raise click.BadParameter("SSL listeners need --tls-cert and --tls-key", param_hint="--listener")
+    for principal in super_users:
+        kind, colon, name = principal.partition(":")
+        if not (kind and colon and name):
+            raise click.BadParameter(f"expected Type:name, got {principal!r}", param_hint="--super-user")
+    if authorizer and not super_users:
+        logging.getLogger("eventyard").warning(
+            "--authorizer without --super-user: only stored ACLs with ALTER on the cluster can manage ACLs"
+        )
+    elif super_users and not authorizer:
+        logging.getLogger("eventyard").warning("--super-user has no effect without --authorizer")
     config = BrokerConfig(
         host=host,
         port=port,
@@ -162,6 +188,8 @@ def serve(
         housekeeping_interval_s=housekeeping_interval,
         listeners=extra,
         tls=tls,
+        authorizer=authorizer,
+        super_users=super_users,
     )
     _install_loop()
     asyncio.run(run(config, started))

@@ -33,6 +33,7 @@ def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handl
 
 def load_all() -> dict[int, Route]:
     from eventyard.broker.handlers import (  # noqa: F401
+        acls,
         admin,
         configs,
         consumer_groups,

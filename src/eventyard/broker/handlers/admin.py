@@ -24,6 +24,7 @@ from eventyard.protocol.messages.delete_topics_request import DeleteTopicsReques
 from eventyard.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
 from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from eventyard.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from eventyard.security.acl import Operation, ResourceType
 from eventyard.storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ async def create_topics(
 ) -> CreateTopicsResponse:
     results = []
     seen: set[str] = set()
+    # CREATE on the cluster allows every topic; otherwise CREATE on each topic is needed.
+    on_cluster = broker.authorize(ctx, Operation.CREATE, ResourceType.CLUSTER, log_denied=False)
     for t in request.topics:
         result = CreatableTopicResult(name=t.name)
         results.append(result)
@@ -83,6 +86,10 @@ async def create_topics(
             result.error_message = f"topic {t.name!r} appears more than once in the request"
             continue
         seen.add(t.name)
+        if not (on_cluster or broker.authorize(ctx, Operation.CREATE, ResourceType.TOPIC, t.name)):
+            result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            result.error_message = f"not allowed to create topic {t.name!r}"
+            continue
         partitions = t.num_partitions
         if t.assignments:
             if partitions != -1 or t.replication_factor != -1:
@@ -108,6 +115,11 @@ async def create_topics(
         result.replication_factor = 1
         if topic is not None:
             result.topic_id = topic.id
+        if not broker.authorize(
+            ctx, Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, t.name, log_denied=False
+        ):
+            result.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED  # created, configs hidden
+            continue
         result.configs = [
             CreatableTopicConfigs(
                 name=name,
@@ -134,6 +146,12 @@ async def delete_topics(
         result = DeletableTopicResult(name=name)
         results.append(result)
         topic = registry.get(name) if name is not None else registry.by_id.get(topic_id) if topic_id else None
+        target = name if name is not None else topic.name if topic is not None else None
+        if target is not None and not broker.authorize(ctx, Operation.DELETE, ResourceType.TOPIC, target):
+            result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            if topic_id is not None:
+                result.topic_id = topic_id  # asked by id: the name is not revealed
+            continue
         if topic is None:
             result.error_code = (
                 ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -153,6 +171,9 @@ async def create_partitions(
     for t in request.topics:
         result = CreatePartitionsTopicResult(name=t.name)
         results.append(result)
+        if not broker.authorize(ctx, Operation.ALTER, ResourceType.TOPIC, t.name):
+            result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         topic = broker.topics.get(t.name)
         if topic is None:
             result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -183,6 +204,13 @@ async def init_producer_id(
         # Transactions are not implemented: say so rather than pretend.
         log.info("refusing transactional producer %r from %s", request.transactional_id, ctx.client_host)
         return InitProducerIdResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    # An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 3.0+).
+    if not (
+        broker.authorize(ctx, Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, log_denied=False)
+        or broker.authorize_any(ctx, Operation.WRITE, ResourceType.TOPIC)
+    ):
+        broker.authorize(ctx, Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER)  # logs the denial
+        return InitProducerIdResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     if request.producer_id >= 0:
         # KIP-360: a producer bumps its own epoch to recover from a sequence error.
         epoch = request.producer_epoch + 1

@@ -24,6 +24,7 @@ from eventyard.protocol.messages.incremental_alter_configs_response import (
     AlterConfigsResourceResponse as IncrementalResourceResponse,
 )
 from eventyard.protocol.messages.incremental_alter_configs_response import IncrementalAlterConfigsResponse
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
@@ -93,6 +94,12 @@ async def describe_configs(
             resource_type=resource.resource_type, resource_name=resource.resource_name
         )
         results.append(result)
+        denied = _denied(
+            broker, ctx, Operation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name
+        )
+        if denied is not None:
+            result.error_code = denied
+            continue
         if resource.resource_type == TOPIC:
             topic = broker.topics.get(resource.resource_name)
             if topic is None:
@@ -114,6 +121,18 @@ async def describe_configs(
                 f"cannot describe resource type {resource.resource_type} {resource.resource_name!r}"
             )
     return DescribeConfigsResponse(results=results)
+
+
+def _denied(
+    broker: Broker, ctx: RequestContext, operation: Operation, resource_type: int, name: str
+) -> ErrorCode | None:
+    """The authorization error for a config resource: topics are checked on the topic, the broker's
+    own configs on the cluster; other types are left to the handlers to refuse."""
+    if resource_type == TOPIC and not broker.authorize(ctx, operation, ResourceType.TOPIC, name):
+        return ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    if resource_type == BROKER and not broker.authorize(ctx, operation, ResourceType.CLUSTER):
+        return ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    return None
 
 
 def _apply(
@@ -142,7 +161,11 @@ async def alter_configs(
     responses = []
     for r in request.resources:
         new = {c.name: c.value for c in r.configs if c.value is not None}
-        error, message = _apply(broker, r.resource_type, r.resource_name, new, request.validate_only)
+        denied = _denied(broker, ctx, Operation.ALTER_CONFIGS, r.resource_type, r.resource_name)
+        if denied is not None:
+            error, message = denied, None
+        else:
+            error, message = _apply(broker, r.resource_type, r.resource_name, new, request.validate_only)
         responses.append(
             AlterConfigsResourceResponse(
                 error_code=error,
@@ -163,7 +186,8 @@ async def incremental_alter_configs(
         topic = broker.topics.get(r.resource_name) if r.resource_type == TOPIC else None
         current = dict(topic.configs) if topic else {}
         error, message = ErrorCode.NONE, None
-        for c in r.configs:
+        denied = _denied(broker, ctx, Operation.ALTER_CONFIGS, r.resource_type, r.resource_name)
+        for c in r.configs if denied is None else ():
             if c.name not in TOPIC_CONFIGS:
                 error, message = ErrorCode.INVALID_CONFIG, f"unknown topic config {c.name!r}"
                 break
@@ -185,7 +209,9 @@ async def incremental_alter_configs(
             else:
                 error, message = ErrorCode.INVALID_REQUEST, f"unknown config operation {c.config_operation}"
                 break
-        if error == ErrorCode.NONE:
+        if denied is not None:
+            error = denied
+        elif error == ErrorCode.NONE:
             error, message = _apply(broker, r.resource_type, r.resource_name, current, request.validate_only)
         responses.append(
             IncrementalResourceResponse(

@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from eventyard.broker.handlers import handles
+from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages import consumer_group_describe_response as described
 from eventyard.protocol.messages.consumer_group_describe_request import ConsumerGroupDescribeRequest
 from eventyard.protocol.messages.consumer_group_heartbeat_request import ConsumerGroupHeartbeatRequest
@@ -15,11 +16,10 @@ from eventyard.protocol.messages.consumer_group_heartbeat_response import (
     ConsumerGroupHeartbeatResponse,
     TopicPartitions,
 )
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
-
-OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
 def topics_view(broker: Broker) -> dict[str, tuple[uuid.UUID, int]]:
@@ -30,6 +30,19 @@ def topics_view(broker: Broker) -> dict[str, tuple[uuid.UUID, int]]:
 async def consumer_group_heartbeat(
     broker: Broker, ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
+    if not broker.authorize(ctx, Operation.READ, ResourceType.GROUP, request.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    # Subscribing by name needs DESCRIBE on every named topic, as in Kafka 4.
+    refused = [
+        name
+        for name in request.subscribed_topic_names or ()
+        if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.TOPIC, name)
+    ]
+    if refused:
+        return ConsumerGroupHeartbeatResponse(
+            error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+            error_message=f"not authorized to describe topics {', '.join(sorted(refused))}",
+        )
     groups = broker.groups
     owned = (
         None
@@ -83,9 +96,18 @@ async def consumer_group_describe(
     broker: Broker, ctx: RequestContext, request: ConsumerGroupDescribeRequest
 ) -> described.ConsumerGroupDescribeResponse:
     groups = broker.groups
-    descriptions = groups.consumer.describe(request.group_ids, topics_view(broker), now_ms=groups.now_ms())
+    allowed = [
+        g for g in request.group_ids if broker.authorize(ctx, Operation.DESCRIBE, ResourceType.GROUP, g)
+    ]
+    descriptions = groups.consumer.describe(allowed, topics_view(broker), now_ms=groups.now_ms())
+    refused = [
+        described.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=g)
+        for g in request.group_ids
+        if g not in allowed
+    ]
     return described.ConsumerGroupDescribeResponse(
-        groups=[
+        groups=refused
+        + [
             described.DescribedGroup(
                 error_code=d.error_code,
                 error_message=d.error_message,
@@ -94,7 +116,9 @@ async def consumer_group_describe(
                 group_epoch=d.group_epoch,
                 assignment_epoch=d.assignment_epoch,
                 assignor_name=d.assignor_name,
-                authorized_operations=OPERATIONS_NOT_REQUESTED,
+                authorized_operations=broker.authorized_operations(
+                    ctx, request.include_authorized_operations, ResourceType.GROUP, d.group_id
+                ),
                 members=[
                     described.Member(
                         member_id=m.member_id,

@@ -15,6 +15,7 @@ from eventyard.broker.partition import Partition
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.fetch_request import FetchRequest
 from eventyard.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from eventyard.security.acl import Operation, ResourceType
 from eventyard.storage.base import OffsetOutOfRange, StorageError
 
 if TYPE_CHECKING:
@@ -30,23 +31,40 @@ async def fetch(broker: Broker, ctx: RequestContext, request: FetchRequest) -> F
         return FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0)
     if request.session_epoch > 0:
         return FetchResponse(error_code=ErrorCode.INVALID_FETCH_SESSION_EPOCH, session_id=0)
+    denied = _unauthorized(broker, ctx, request)
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
     while True:
-        response, size, partitions = _read(broker, ctx.version, request)
+        response, size, partitions = _read(broker, ctx.version, request, denied)
         remaining = deadline - time.monotonic()
         if size >= request.min_bytes or remaining <= 0 or not partitions:
             return response
         await _wait_for_data(partitions, remaining)
 
 
-def _read(broker: Broker, version: int, request: FetchRequest) -> tuple[FetchResponse, int, list[Partition]]:
+def _unauthorized(broker: Broker, ctx: RequestContext, request: FetchRequest) -> set[int]:
+    """Positions in the request of the topics the client may not READ (decided once, not per poll)."""
+    denied = set()
+    for i, wanted in enumerate(request.topics):
+        if ctx.version >= TOPIC_IDS_FROM:
+            topic = broker.topics.by_id.get(wanted.topic_id)
+            name = topic.name if topic is not None else None  # an unknown id stays UNKNOWN_TOPIC_ID
+        else:
+            name = wanted.topic
+        if name is not None and not broker.authorize(ctx, Operation.READ, ResourceType.TOPIC, name):
+            denied.add(i)
+    return denied
+
+
+def _read(
+    broker: Broker, version: int, request: FetchRequest, denied: set[int]
+) -> tuple[FetchResponse, int, list[Partition]]:
     registry = broker.topics
     use_ids = version >= TOPIC_IDS_FROM
     budget = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
     total = 0
     watched: list[Partition] = []
     topics = []
-    for wanted in request.topics:
+    for i, wanted in enumerate(request.topics):
         topic = registry.by_id.get(wanted.topic_id) if use_ids else registry.get(wanted.topic)
         unknown = ErrorCode.UNKNOWN_TOPIC_ID if use_ids else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         results = []
@@ -59,6 +77,9 @@ def _read(broker: Broker, version: int, request: FetchRequest) -> tuple[FetchRes
             else:
                 data.aborted_transactions = None
             results.append(data)
+            if i in denied:
+                data.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             partition = None
             if topic is not None and 0 <= fp.partition < len(topic.partitions):
                 partition = topic.partitions[fp.partition]

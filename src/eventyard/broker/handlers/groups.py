@@ -43,12 +43,17 @@ from eventyard.protocol.messages.offset_delete_response import (
 from eventyard.protocol.messages.offset_fetch_request import OffsetFetchRequest
 from eventyard.protocol.messages.sync_group_request import SyncGroupRequest
 from eventyard.protocol.messages.sync_group_response import SyncGroupResponse
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
 
 GROUP_KEY = 0
-OPERATIONS_NOT_REQUESTED = -(2**31)
+DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
+
+
+def _may(broker: Broker, ctx: RequestContext, group_id: str, operation: Operation = Operation.READ) -> bool:
+    return broker.authorize(ctx, operation, ResourceType.GROUP, group_id)
 
 
 @handles(10, 0, 6)
@@ -59,15 +64,12 @@ async def find_coordinator(
 
     def answer(key: str) -> Coordinator:
         if request.key_type != GROUP_KEY:
-            return Coordinator(
-                key=key,
-                node_id=-1,
-                host="",
-                port=-1,
-                error_code=ErrorCode.INVALID_REQUEST,
-                error_message="only consumer group coordinators exist here (no transactions yet)",
-            )
-        return Coordinator(key=key, node_id=node, host=host, port=port)
+            error, message = ErrorCode.INVALID_REQUEST, "only consumer group coordinators exist here"
+        elif not _may(broker, ctx, key, Operation.DESCRIBE):
+            error, message = DENIED, None
+        else:
+            return Coordinator(key=key, node_id=node, host=host, port=port)
+        return Coordinator(key=key, node_id=-1, host="", port=-1, error_code=error, error_message=message)
 
     if ctx.version >= 4:
         return FindCoordinatorResponse(coordinators=[answer(k) for k in request.coordinator_keys])
@@ -83,6 +85,8 @@ async def find_coordinator(
 
 @handles(11, 0, 9)
 async def join_group(broker: Broker, ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
+    if not _may(broker, ctx, request.group_id):
+        return JoinGroupResponse(error_code=DENIED)
     groups = broker.groups
     outcome = groups.coordinator.join(
         request.group_id,
@@ -121,6 +125,8 @@ async def join_group(broker: Broker, ctx: RequestContext, request: JoinGroupRequ
 
 @handles(14, 0, 5)
 async def sync_group(broker: Broker, ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
+    if not _may(broker, ctx, request.group_id):
+        return SyncGroupResponse(error_code=DENIED)
     groups = broker.groups
     outcome = groups.coordinator.sync(
         request.group_id,
@@ -144,6 +150,8 @@ async def sync_group(broker: Broker, ctx: RequestContext, request: SyncGroupRequ
 
 @handles(12, 0, 4)
 async def heartbeat(broker: Broker, ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+    if not _may(broker, ctx, request.group_id):
+        return HeartbeatResponse(error_code=DENIED)
     groups = broker.groups
     error = groups.apply(
         groups.coordinator.heartbeat(
@@ -159,6 +167,8 @@ async def heartbeat(broker: Broker, ctx: RequestContext, request: HeartbeatReque
 
 @handles(13, 0, 5)
 async def leave_group(broker: Broker, ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
+    if not _may(broker, ctx, request.group_id):
+        return LeaveGroupResponse(error_code=DENIED)
     groups = broker.groups
     batched = ctx.version >= 3
     members = (
@@ -188,9 +198,16 @@ async def offset_commit(
     groups = broker.groups
     errors: dict[tuple[str, int], ErrorCode] = {}
     entries = []
+    group_allowed = _may(broker, ctx, request.group_id)
     for t in request.topics:
+        # READ on the group, then on each topic; refused partitions are not committed.
+        refused = DENIED if not group_allowed else None
+        if refused is None and not broker.authorize(ctx, Operation.READ, ResourceType.TOPIC, t.name):
+            refused = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         for p in t.partitions:
-            if broker.topics.partition(t.name, p.partition_index) is None:
+            if refused is not None:
+                errors[(t.name, p.partition_index)] = refused
+            elif broker.topics.partition(t.name, p.partition_index) is None:
                 errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 entries.append(
@@ -243,9 +260,10 @@ async def offset_commit(
 
 
 def _fetch_group(
-    broker: Broker, group_id: str, wanted: list[tuple[str, list[int]]] | None
+    broker: Broker, ctx: RequestContext, group_id: str, wanted: list[tuple[str, list[int]]] | None
 ) -> dict[str, list[tuple[int, int, int, str | None, ErrorCode]]]:
-    """Committed offsets of a group by topic: (partition, offset, leader epoch, metadata, error)."""
+    """Committed offsets of a group by topic: (partition, offset, leader epoch, metadata, error).
+    Topics the client may not DESCRIBE are left out of "all", and refused when named."""
     groups = broker.groups
     partitions = None if wanted is None else [(name, p) for name, ps in wanted for p in ps]
     fetched = groups.apply(groups.coordinator.fetch_offsets(group_id, partitions, now_ms=groups.now_ms()))
@@ -256,6 +274,13 @@ def _fetch_group(
         by_topic.setdefault(f.topic, []).append(
             (f.partition, f.offset, f.leader_epoch, f.metadata, f.error_code)
         )
+    for name, parts in list(by_topic.items()):
+        if broker.authorize(ctx, Operation.DESCRIBE, ResourceType.TOPIC, name, log_denied=wanted is not None):
+            continue
+        if wanted is None:
+            del by_topic[name]
+        else:
+            by_topic[name] = [(p, -1, -1, "", ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p, *_ in parts]
     return by_topic
 
 
@@ -266,8 +291,11 @@ async def offset_fetch(
     if ctx.version >= 8:
         results = []
         for g in request.groups:
+            if not _may(broker, ctx, g.group_id, Operation.DESCRIBE):
+                results.append(ofr.OffsetFetchResponseGroup(group_id=g.group_id, error_code=DENIED))
+                continue
             wanted = None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics]
-            by_topic = _fetch_group(broker, g.group_id, wanted)
+            by_topic = _fetch_group(broker, ctx, g.group_id, wanted)
             results.append(
                 ofr.OffsetFetchResponseGroup(
                     group_id=g.group_id,
@@ -291,7 +319,13 @@ async def offset_fetch(
             )
         return ofr.OffsetFetchResponse(groups=results)
     wanted = None if request.topics is None else [(t.name, t.partition_indexes) for t in request.topics]
-    by_topic = _fetch_group(broker, request.group_id, wanted)
+    if not _may(broker, ctx, request.group_id, Operation.DESCRIBE):
+        if ctx.version >= 2:
+            return ofr.OffsetFetchResponse(error_code=DENIED)
+        # v0-1 have no top-level error: every partition asked for carries it.
+        by_topic = {name: [(p, -1, -1, "", DENIED) for p in ps] for name, ps in wanted or []}
+    else:
+        by_topic = _fetch_group(broker, ctx, request.group_id, wanted)
     return ofr.OffsetFetchResponse(
         topics=[
             ofr.OffsetFetchResponseTopic(
@@ -319,6 +353,9 @@ async def describe_groups(
     groups = broker.groups
     described = []
     for group_id in request.groups:
+        if not _may(broker, ctx, group_id, Operation.DESCRIBE):
+            described.append(DescribedGroup(error_code=DENIED, group_id=group_id))
+            continue
         d = groups.apply(groups.coordinator.describe(group_id, now_ms=groups.now_ms()))
         described.append(
             DescribedGroup(
@@ -327,7 +364,9 @@ async def describe_groups(
                 group_state=d.state,
                 protocol_type=d.protocol_type,
                 protocol_data=d.protocol_data,
-                authorized_operations=OPERATIONS_NOT_REQUESTED,
+                authorized_operations=broker.authorized_operations(
+                    ctx, request.include_authorized_operations, ResourceType.GROUP, group_id
+                ),
                 members=[
                     DescribedGroupMember(
                         member_id=m.member_id,
@@ -354,6 +393,12 @@ async def list_groups(broker: Broker, ctx: RequestContext, request: ListGroupsRe
     )
     # A consumer group's offsets live in the classic store: list that id once, as the consumer group.
     listed = consumer + [g for g in classic if not groups.consumer.is_group(g.group_id)]
+    if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.CLUSTER, log_denied=False):
+        listed = [
+            g
+            for g in listed
+            if broker.authorize(ctx, Operation.DESCRIBE, ResourceType.GROUP, g.group_id, log_denied=False)
+        ]
     return ListGroupsResponse(
         groups=[
             ListedGroup(
@@ -373,11 +418,12 @@ async def delete_groups(
 ) -> DeleteGroupsResponse:
     groups = broker.groups
     now = groups.now_ms()
+    allowed = [g for g in dict.fromkeys(request.groups_names) if _may(broker, ctx, g, Operation.DELETE)]
     # KIP-848 groups go first (only empty ones may); the classic store then drops their offsets.
     consumer_results = {
-        g: groups.consumer.delete(g, now_ms=now) for g in request.groups_names if groups.consumer.is_group(g)
+        g: groups.consumer.delete(g, now_ms=now) for g in allowed if groups.consumer.is_group(g)
     }
-    deletable = [g for g in request.groups_names if consumer_results.get(g, ErrorCode.NONE) == ErrorCode.NONE]
+    deletable = [g for g in allowed if consumer_results.get(g, ErrorCode.NONE) == ErrorCode.NONE]
     outcome = groups.apply(groups.coordinator.delete_groups(deletable, now_ms=now))
     results = {r.group_id: r.error_code for r in outcome}
     for group_id, error in consumer_results.items():
@@ -385,7 +431,9 @@ async def delete_groups(
         if error != ErrorCode.NONE or results.get(group_id) == ErrorCode.GROUP_ID_NOT_FOUND:
             results[group_id] = error
     return DeleteGroupsResponse(
-        results=[DeletableGroupResult(group_id=g, error_code=results[g]) for g in request.groups_names]
+        results=[
+            DeletableGroupResult(group_id=g, error_code=results.get(g, DENIED)) for g in request.groups_names
+        ]
     )
 
 
@@ -394,9 +442,18 @@ async def offset_delete(
     broker: Broker, ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
     groups = broker.groups
-    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    if not _may(broker, ctx, request.group_id, Operation.DELETE):
+        return OffsetDeleteResponse(error_code=DENIED)
+    allowed = {
+        t.name: broker.authorize(ctx, Operation.READ, ResourceType.TOPIC, t.name) for t in request.topics
+    }
+    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions if allowed[t.name]]
+    refused = [
+        (t.name, p.partition_index) for t in request.topics for p in t.partitions if not allowed[t.name]
+    ]
     result = groups.apply(groups.coordinator.delete_offsets(request.group_id, wanted, now_ms=groups.now_ms()))
     errors = {(r.topic, r.partition): r.error_code for r in result.partitions}
+    errors |= {key: ErrorCode.TOPIC_AUTHORIZATION_FAILED for key in refused}
     return OffsetDeleteResponse(
         error_code=result.error_code,
         topics=[

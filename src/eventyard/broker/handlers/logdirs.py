@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from eventyard.broker.handlers import handles
+from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
 from eventyard.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsPartition,
@@ -13,6 +14,7 @@ from eventyard.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 async def describe_log_dirs(
     broker: Broker, ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:
+    if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.CLUSTER):
+        return DescribeLogDirsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)  # no results
     registry = broker.topics
     wanted = (
         [(t.name, [p.index for p in t.partitions]) for t in registry.topics.values()]

@@ -23,6 +23,7 @@ from eventyard.protocol.messages.metadata_response import (
     MetadataResponsePartition,
     MetadataResponseTopic,
 )
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
@@ -44,13 +45,15 @@ async def api_versions(
     )
 
 
-def topic_metadata(broker: Broker, topic: Topic) -> MetadataResponseTopic:
+def topic_metadata(
+    broker: Broker, topic: Topic, operations: int = OPERATIONS_NOT_REQUESTED
+) -> MetadataResponseTopic:
     node = broker.config.node_id
     return MetadataResponseTopic(
         name=topic.name,
         topic_id=topic.id,
         is_internal=topic.internal,
-        topic_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        topic_authorized_operations=operations,
         partitions=[
             MetadataResponsePartition(
                 error_code=ErrorCode.NONE if p.online else ErrorCode.LEADER_NOT_AVAILABLE,
@@ -69,10 +72,28 @@ def topic_metadata(broker: Broker, topic: Topic) -> MetadataResponseTopic:
 @handles(3, 0, 12)
 async def metadata(broker: Broker, ctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
     registry = broker.topics
+
+    def described(topic: Topic) -> MetadataResponseTopic:
+        ops = broker.authorized_operations(
+            ctx, request.include_topic_authorized_operations, ResourceType.TOPIC, topic.name
+        )
+        return topic_metadata(broker, topic, ops)
+
+    def failed(
+        name: str | None, error: ErrorCode, topic_id: uuid.UUID | None = None
+    ) -> MetadataResponseTopic:
+        # The zero id unless the client gave it: an unauthorized client does not learn it.
+        return MetadataResponseTopic(error_code=error, name=name, topic_id=topic_id or uuid.UUID(int=0))
+
     topics: list[MetadataResponseTopic] = []
     # v0 asks for all topics with an empty list; later versions with null.
     if request.topics is None or (ctx.version == 0 and not request.topics):
-        topics = [topic_metadata(broker, t) for t in registry.topics.values()]
+        # Listing all topics silently leaves out those the client may not DESCRIBE.
+        topics = [
+            described(t)
+            for t in registry.topics.values()
+            if broker.authorize(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.name, log_denied=False)
+        ]
     else:
         auto_create = broker.config.auto_create_topics and (
             request.allow_auto_topic_creation or ctx.version < 4
@@ -89,21 +110,26 @@ async def metadata(broker: Broker, ctx: RequestContext, request: MetadataRequest
                     )
                     continue
                 name = found.name
+            if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.TOPIC, name):
+                topics.append(failed(wanted.name, ErrorCode.TOPIC_AUTHORIZATION_FAILED, wanted.topic_id))
+                continue
             topic = registry.get(name)
             if topic is None and auto_create:
+                if not (
+                    broker.authorize(ctx, Operation.CREATE, ResourceType.CLUSTER, log_denied=False)
+                    or broker.authorize(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+                ):
+                    topics.append(failed(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                    continue
                 error, _ = create_topic(broker, name, -1, -1, {})
                 if error not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
                     topics.append(MetadataResponseTopic(error_code=error, name=name))
                     continue
                 topic = registry.get(name)
             if topic is None:
-                topics.append(
-                    MetadataResponseTopic(
-                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name, topic_id=uuid.UUID(int=0)
-                    )
-                )
+                topics.append(failed(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
             else:
-                topics.append(topic_metadata(broker, topic))
+                topics.append(described(topic))
     return MetadataResponse(
         brokers=[
             MetadataResponseBroker(
@@ -113,7 +139,9 @@ async def metadata(broker: Broker, ctx: RequestContext, request: MetadataRequest
         cluster_id=registry.cluster_id,
         controller_id=broker.config.node_id,
         topics=topics,
-        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        cluster_authorized_operations=broker.authorized_operations(
+            ctx, request.include_cluster_authorized_operations, ResourceType.CLUSTER
+        ),
     )
 
 
@@ -121,6 +149,10 @@ async def metadata(broker: Broker, ctx: RequestContext, request: MetadataRequest
 async def describe_cluster(
     broker: Broker, ctx: RequestContext, request: DescribeClusterRequest
 ) -> DescribeClusterResponse:
+    if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.CLUSTER):
+        return DescribeClusterResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, endpoint_type=request.endpoint_type
+        )
     return DescribeClusterResponse(
         endpoint_type=request.endpoint_type,
         cluster_id=broker.topics.cluster_id,
@@ -130,5 +162,7 @@ async def describe_cluster(
                 broker_id=broker.config.node_id, host=ctx.session.advertised_host, port=ctx.session.port
             )
         ],
-        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        cluster_authorized_operations=broker.authorized_operations(
+            ctx, request.include_cluster_authorized_operations, ResourceType.CLUSTER
+        ),
     )

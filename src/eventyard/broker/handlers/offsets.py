@@ -18,6 +18,7 @@ from eventyard.protocol.messages.list_offsets_response import (
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
+from eventyard.security.acl import Operation, ResourceType
 from eventyard.storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -36,11 +37,15 @@ async def list_offsets(
 ) -> ListOffsetsResponse:
     topics = []
     for t in request.topics:
+        allowed = broker.authorize(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.name)
         partitions = []
         for p in t.partitions:
             result = ListOffsetsPartitionResponse(partition_index=p.partition_index)
             partitions.append(result)
             partition = broker.topics.partition(t.name, p.partition_index)
+            if not allowed:
+                result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if partition is None:
                 result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -81,11 +86,15 @@ async def delete_records(
 ) -> DeleteRecordsResponse:
     topics = []
     for t in request.topics:
+        allowed = broker.authorize(ctx, Operation.DELETE, ResourceType.TOPIC, t.name)
         partitions = []
         for p in t.partitions:
             result = DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=-1)
             partitions.append(result)
             partition = broker.topics.partition(t.name, p.partition_index)
+            if not allowed:
+                result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if partition is None:
                 result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue

@@ -14,6 +14,7 @@ from eventyard.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
+from eventyard.security.acl import Operation, ResourceType
 from eventyard.storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
     responses = []
     touched: list[tuple[Partition, PartitionProduceResponse]] = []
     for topic_data in request.topic_data:
+        allowed = broker.authorize(ctx, Operation.WRITE, ResourceType.TOPIC, topic_data.name)
         topic = registry.get(topic_data.name)
         configs = registry.effective_configs(topic) if topic else {}
         partition_responses = []
@@ -40,6 +42,9 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
             partition = registry.partition(topic_data.name, pdata.index)
             response = PartitionProduceResponse(index=pdata.index)
             partition_responses.append(response)
+            if not allowed:  # checked before existence: an unauthorized client learns nothing
+                response.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if topic is None or partition is None:
                 response.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue

@@ -25,6 +25,7 @@ from eventyard.protocol.messages.sasl_authenticate_request import SaslAuthentica
 from eventyard.protocol.messages.sasl_authenticate_response import SaslAuthenticateResponse
 from eventyard.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from eventyard.protocol.messages.sasl_handshake_response import SaslHandshakeResponse
+from eventyard.security.acl import Operation, ResourceType
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
@@ -73,6 +74,8 @@ async def sasl_authenticate(
 async def describe_user_scram_credentials(
     broker: Broker, ctx: RequestContext, request: DescribeUserScramCredentialsRequest
 ) -> DescribeUserScramCredentialsResponse:
+    if not broker.authorize(ctx, Operation.DESCRIBE, ResourceType.CLUSTER):
+        return DescribeUserScramCredentialsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     users = [u.name for u in request.users] if request.users else None
     described = broker.credentials.describe(users, broker.now_ms())
     return DescribeUserScramCredentialsResponse(
@@ -92,6 +95,14 @@ async def describe_user_scram_credentials(
 async def alter_user_scram_credentials(
     broker: Broker, ctx: RequestContext, request: AlterUserScramCredentialsRequest
 ) -> AlterUserScramCredentialsResponse:
+    if not broker.authorize(ctx, Operation.ALTER, ResourceType.CLUSTER):
+        names = [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+        return AlterUserScramCredentialsResponse(
+            results=[
+                AlterUserScramCredentialsResult(user=u, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                for u in dict.fromkeys(names)
+            ]
+        )
     results = broker.credentials.alter(request.deletions, request.upsertions, broker.now_ms())
     return AlterUserScramCredentialsResponse(
         results=[
