@@ -14,7 +14,8 @@ test:  ## set up and run the whole test suite, lint and type checks included
 
 bench:  ## the broker benchmark (see docs/benchmarks.md)
 	scripts/setup.sh test
-	.venv/bin/python bench/broker_throughput.py
+	.venv/bin/python bench/broker_throughput.py --kafka
+	.venv/bin/python bench/group_latency.py --kafka
 
 generate:  ## regenerate the protocol messages from the Kafka specs
 	.venv/bin/python tools/generate_protocol.py
