@@ -37,9 +37,26 @@ PRIMITIVES = {
 }
 
 
+EXTENSIONS = ROOT / "tools" / "protocol-extensions.json"
+
+
 def load_spec(path: Path) -> dict:
     text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M)
-    return json.loads(text)
+    spec = json.loads(text)
+    extend(spec, json.loads(EXTENSIONS.read_text()).get(spec["name"], {}))
+    return spec
+
+
+def extend(spec: dict, additions: dict[str, list[dict]]) -> None:
+    """Append Eventyard's tagged fields (tools/protocol-extensions.json) to the named structs."""
+
+    def visit(struct_name: str, fields: list) -> None:
+        fields.extend(additions.get(struct_name, []))
+        for f in fields:
+            if "fields" in f:
+                visit(f["type"].removeprefix("[]"), f["fields"])
+
+    visit(spec["name"], spec["fields"])
 
 
 def snake(name: str) -> str:

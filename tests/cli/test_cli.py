@@ -330,6 +330,9 @@ def test_describe_shows_size_on_disk_and_config_changes(broker: BrokerProcess, t
     info = json.loads(result.output)
     sizes = {p["partition"]: p["size_bytes"] for p in info["partitions"]}
     assert sizes[0] == 0 and sizes[1] > 500
+    assert [p["segments"] for p in info["partitions"]] == [1, 1]
+    table = runner.invoke(main, ["topics", "describe", topic_name, *base]).output
+    assert "SEGMENTS" in table
     result = runner.invoke(
         main,
         [

@@ -147,19 +147,21 @@ def _describe(cluster: Cluster, name: str) -> dict[str, Any]:
                 "isr": list(meta.isrs),
                 "log_start_offset": start_offsets[p],
                 "log_end_offset": end_offsets[p],
-                "size_bytes": sizes.get(p),
+                "size_bytes": sizes[p][0] if p in sizes else None,
+                "segments": sizes[p][1] if p in sizes and sizes[p][1] >= 0 else None,
             }
         )
     replication = len(found.partitions[ids[0]].replicas) if ids else 0
     return {"topic": name, "replication_factor": replication, "partitions": partitions, "configs": configs}
 
 
-def _sizes_on_disk(admin: Any, name: str, leaders: dict[int, int]) -> dict[int, int]:
-    """Each partition's size on its leader, from DescribeLogDirs (a standard Kafka API that
-    confluent-kafka does not wrap, so it is asked with Eventyard's own codec). Best effort: on a
-    cluster that cannot be reached this way (TLS, SASL) sizes are simply left out."""
+def _sizes_on_disk(admin: Any, name: str, leaders: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """Each partition's (size, segment count) on its leader, from DescribeLogDirs (a standard Kafka
+    API that confluent-kafka does not wrap, so it is asked with Eventyard's own codec). The segment
+    count is Eventyard's tagged field: -1 from other brokers. Best effort: on a cluster that cannot
+    be reached this way (TLS, SASL) sizes are simply left out."""
     brokers = admin.list_topics(timeout=TIMEOUT).brokers
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}
     for leader in set(leaders.values()):
         broker = brokers.get(leader)
         wanted = [p for p, owner in leaders.items() if owner == leader]
@@ -168,14 +170,14 @@ def _sizes_on_disk(admin: Any, name: str, leaders: dict[int, int]) -> dict[int, 
         request = DescribeLogDirsRequest(topics=[DescribableLogDirTopic(topic=name, partitions=wanted)])
         try:
             with WireClient(broker.host, broker.port, timeout=TIMEOUT) as client:
-                response = client.request(request, 1, client_id="eventyard-cli")
+                response = client.request(request, 2, client_id="eventyard-cli")
         except (OSError, ValueError):
             continue
         for result in response.results:
             for topic in result.topics:
                 for part in topic.partitions:
                     if topic.name == name and not part.is_future_key:
-                        sizes[part.partition_index] = part.partition_size
+                        sizes[part.partition_index] = (part.partition_size, part.segment_count)
     return sizes
 
 
@@ -232,7 +234,7 @@ def describe(name: str, as_json: bool, bootstrap_server: str, client_settings: t
     click.echo(
         f"Topic: {name}  Partitions: {len(partitions)}  Replication factor: {info['replication_factor']}"
     )
-    rows = [["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE"]]
+    rows = [["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE", "SEGMENTS"]]
     for part in partitions:
         rows.append(
             [
@@ -243,6 +245,7 @@ def describe(name: str, as_json: bool, bootstrap_server: str, client_settings: t
                 str(part["log_start_offset"]),
                 str(part["log_end_offset"]),
                 "-" if part["size_bytes"] is None else _human(part["size_bytes"]),
+                "-" if part["segments"] is None else str(part["segments"]),
             ]
         )
     for line in table(rows):

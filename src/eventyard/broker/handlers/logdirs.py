@@ -35,7 +35,9 @@ async def describe_log_dirs(
     topics = []
     for name, indexes in wanted:
         partitions = [
-            DescribeLogDirsPartition(partition_index=i, partition_size=p.log.size_bytes)
+            DescribeLogDirsPartition(
+                partition_index=i, partition_size=p.log.size_bytes, segment_count=p.log.segment_count
+            )
             for i in indexes
             if (p := registry.partition(name, i)) is not None
         ]

@@ -17,6 +17,7 @@ class DescribeLogDirsPartition:
     partition_size: int = 0
     offset_lag: int = 0
     is_future_key: bool = False
+    segment_count: int = -1
 
 
 DescribeLogDirsPartition.SCHEMA = (
@@ -24,6 +25,7 @@ DescribeLogDirsPartition.SCHEMA = (
     Field('partition_size', 'int64', (0, 32767), None, None, None, None, None),
     Field('offset_lag', 'int64', (0, 32767), None, None, None, None, None),
     Field('is_future_key', 'bool', (0, 32767), None, None, None, None, None),
+    Field('segment_count', 'int32', (2, 32767), None, 10000, (2, 32767), None, None),
 )
 
 @dataclass(slots=True)
