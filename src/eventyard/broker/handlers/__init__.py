@@ -38,6 +38,7 @@ def load_all() -> dict[int, Route]:
         configs,
         consumer_groups,
         fetch,
+        group_offsets,
         groups,
         logdirs,
         metadata,
