@@ -83,14 +83,15 @@ class FrameReader:
         buf += data
         frames = []
         pos = 0
-        while len(buf) - pos >= 4:
-            (size,) = _SIZE.unpack_from(buf, pos)
-            if size < 0 or size > self.max_frame_bytes:
-                raise FrameTooLarge(size, self.max_frame_bytes)
-            if len(buf) - pos - 4 < size:
-                break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
-            pos += 4 + size
+        with memoryview(buf) as view:  # slicing the view copies each frame once, not twice
+            while len(buf) - pos >= 4:
+                (size,) = _SIZE.unpack_from(buf, pos)
+                if size < 0 or size > self.max_frame_bytes:
+                    raise FrameTooLarge(size, self.max_frame_bytes)
+                if len(buf) - pos - 4 < size:
+                    break
+                frames.append(bytes(view[pos + 4 : pos + 4 + size]))
+                pos += 4 + size
         if pos:
             del buf[:pos]
         return frames
