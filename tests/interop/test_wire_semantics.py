@@ -18,6 +18,7 @@ from eventyard.protocol.messages.create_topics_request import (
     CreateTopicsRequest,
 )
 from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
+from eventyard.protocol.messages.join_group_request import JoinGroupRequest, JoinGroupRequestProtocol
 from eventyard.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -259,3 +260,16 @@ def test_compacted_topics_refuse_records_without_keys(client: WireClient, topic_
         assert produce(client, topic_name, keyless)[0] == ErrorCode.INVALID_RECORD
         keyed = build_batch([Record(b"k", b"v"), Record(b"k2", None)], compression=codec)
         assert produce(client, topic_name, keyed)[0] == ErrorCode.NONE
+
+
+@pytest.mark.parametrize("group_id", ["", "g" * 256])
+def test_empty_or_too_long_group_ids_are_invalid(client: WireClient, group_id: str) -> None:
+    request = JoinGroupRequest(
+        group_id=group_id,
+        session_timeout_ms=10000,
+        rebalance_timeout_ms=10000,
+        member_id="",
+        protocol_type="consumer",
+        protocols=[JoinGroupRequestProtocol(name="range", metadata=b"")],
+    )
+    assert client.request(request, 5).error_code == ErrorCode.INVALID_GROUP_ID

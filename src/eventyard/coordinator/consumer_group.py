@@ -44,6 +44,7 @@ from eventyard.coordinator.consumer_group_state import (
     flatten,
     group_by_topic,
 )
+from eventyard.coordinator.group import MAX_GROUP_ID_LENGTH
 from eventyard.coordinator.group_results import ListedGroup
 from eventyard.protocol.error_codes import ErrorCode
 
@@ -278,7 +279,7 @@ class ConsumerGroupCoordinator:
         version: int,
     ) -> None:
         invalid = ErrorCode.INVALID_REQUEST
-        if not group_id.strip():
+        if not group_id.strip() or len(group_id) > MAX_GROUP_ID_LENGTH:
             raise Refused(EMPTY_GROUP_ID_ERROR, "GroupId can't be empty.")
         if (version >= 1 or epoch > 0 or epoch == LEAVE_EPOCH) and not member_id.strip():
             raise Refused(invalid, "MemberId can't be empty.")

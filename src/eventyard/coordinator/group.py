@@ -61,6 +61,7 @@ from eventyard.coordinator.group_state import (
 from eventyard.protocol.error_codes import ErrorCode
 
 __all__ = [
+    "MAX_GROUP_ID_LENGTH",
     "CommitEntry",
     "Completion",
     "DeleteResult",
@@ -96,6 +97,15 @@ DEAD = GroupState.DEAD
 
 # (topic, partition, offset, leader epoch, metadata); None metadata is stored as "".
 CommitEntry = tuple[str, int, int, int, str | None]
+
+
+# Kafka sets no limit of its own; a group id this long is a mistake, and it is kept in every
+# journal record and log line, so it is refused like an empty one.
+MAX_GROUP_ID_LENGTH = 255
+
+
+def valid_group_id(group_id: str) -> bool:
+    return 0 < len(group_id) <= MAX_GROUP_ID_LENGTH
 
 
 def _inconsistent(requested: str | None, actual: str | None) -> bool:
@@ -134,7 +144,7 @@ class GroupCoordinator:
         """JoinGroup. `require_known_member_id` is true for v4+, `supports_skip_assignment` for v9+;
         a negative rebalance timeout (v0) means the session timeout."""
         fx = Effects()
-        if not group_id:
+        if not valid_group_id(group_id):
             return fx.outcome(JoinResult(ErrorCode.INVALID_GROUP_ID, member_id))
         cfg = self.config
         if not cfg.min_session_timeout_ms <= session_timeout_ms <= cfg.max_session_timeout_ms:
@@ -200,7 +210,7 @@ class GroupCoordinator:
         now_ms: int,
     ) -> Outcome[SyncResult | Pending]:
         fx = Effects()
-        if not group_id:
+        if not valid_group_id(group_id):
             return fx.outcome(SyncResult(ErrorCode.INVALID_GROUP_ID))
         group = self._advanced(group_id, now_ms, fx)
         if group is None:
@@ -244,7 +254,7 @@ class GroupCoordinator:
         now_ms: int,
     ) -> Outcome[ErrorCode]:
         fx = Effects()
-        if not group_id:
+        if not valid_group_id(group_id):
             return fx.outcome(ErrorCode.INVALID_GROUP_ID)
         group = self._advanced(group_id, now_ms, fx)
         if group is None:
@@ -268,7 +278,7 @@ class GroupCoordinator:
         instance id removes that static member (admin removal). For v0-2 pass one member and
         use its error as the top-level error."""
         fx = Effects()
-        if not group_id:
+        if not valid_group_id(group_id):
             return fx.outcome(LeaveResult(ErrorCode.INVALID_GROUP_ID))
         group = self._advanced(group_id, now_ms, fx)
         if group is None:
