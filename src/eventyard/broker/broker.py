@@ -12,6 +12,7 @@ from eventyard.broker.config import BrokerConfig, compaction_config, log_config
 from eventyard.broker.groups import GroupService
 from eventyard.broker.handlers import Route, load_all
 from eventyard.broker.partition import Partition
+from eventyard.broker.quotas import QuotaManager, QuotaStore
 from eventyard.broker.session import Session
 from eventyard.broker.topics import TopicRegistry
 from eventyard.protocol.api import ApiMessages
@@ -73,6 +74,7 @@ class Broker:
         self.groups = GroupService(config.data_dir, now_ms, config.groups)
         self.credentials = CredentialStore(config.data_dir / "users.json" if config.data_dir else None)
         self.acls = AclStore(config.data_dir / "acls.json" if config.data_dir else None, config.super_users)
+        self.quotas = QuotaManager(QuotaStore(config.data_dir / "quotas.json" if config.data_dir else None))
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -87,6 +89,7 @@ class Broker:
 
     async def handle(self, ctx: RequestContext, request: Any) -> Any:
         route = self.routes[ctx.api.key]
+        await self.quotas.wait_unmuted(ctx.session)  # a throttled connection waits (KIP-219)
         return await route.handler(self, ctx, request)
 
     # --- authorization: every answer is "allowed" while the authorizer is off ---

@@ -35,6 +35,7 @@ def load_all() -> dict[int, Route]:
     from eventyard.broker.handlers import (  # noqa: F401
         acls,
         admin,
+        client_quotas,
         configs,
         consumer_groups,
         fetch,

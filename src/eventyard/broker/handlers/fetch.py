@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from eventyard.broker.handlers import handles
 from eventyard.broker.partition import Partition
+from eventyard.broker.quotas import CONSUMER_BYTE_RATE, throttle
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.fetch_request import FetchRequest
 from eventyard.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 READ_COMMITTED = 1
 TOPIC_IDS_FROM = 13
+KIP_219 = 8  # from this version the client backs off itself and the broker mutes the connection
 
 
 @handles(1, 4, 17)
@@ -37,6 +39,11 @@ async def fetch(broker: Broker, ctx: RequestContext, request: FetchRequest) -> F
         response, size, partitions = _read(broker, ctx.version, request, denied)
         remaining = deadline - time.monotonic()
         if size >= request.min_bytes or remaining <= 0 or not partitions:
+            # Quotas limit by throttling, never by truncating: the whole answer goes out, then the
+            # connection waits (or, before KIP-219, the answer does).
+            throttle_ms = broker.quotas.record(CONSUMER_BYTE_RATE, ctx.principal, ctx.header.client_id, size)
+            response.throttle_time_ms = throttle_ms
+            await throttle(broker.quotas, ctx.session, throttle_ms, mute=ctx.version >= KIP_219)
             return response
         await _wait_for_data(partitions, remaining)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from eventyard.broker.handlers import handles
 from eventyard.broker.partition import Partition
+from eventyard.broker.quotas import PRODUCER_BYTE_RATE, throttle
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.produce_request import ProduceRequest
 from eventyard.protocol.messages.produce_response import (
@@ -19,6 +20,9 @@ from eventyard.storage.base import StorageError
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
+
+
+KIP_219 = 6  # from this version the client backs off itself and the broker mutes the connection
 
 
 @handles(0, 3, 11)
@@ -71,9 +75,14 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
         responses.append(TopicProduceResponse(name=topic_data.name, partition_responses=partition_responses))
     if touched:
         await _flush_as_configured(broker, touched)
+    # Quotas: the request is answered, then the connection throttled (muted from v6, KIP-219, and
+    # with acks=0 where there is no answer to delay).
+    size = sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data)
+    throttle_ms = broker.quotas.record(PRODUCER_BYTE_RATE, ctx.principal, ctx.header.client_id, size)
+    await throttle(broker.quotas, ctx.session, throttle_ms, mute=ctx.version >= KIP_219 or request.acks == 0)
     if request.acks == 0:
         return None
-    return ProduceResponse(responses=responses)
+    return ProduceResponse(responses=responses, throttle_time_ms=throttle_ms)
 
 
 async def _flush_as_configured(
