@@ -3,7 +3,7 @@
 Layers, each importing only the ones above it:
     domain          events (typed events, registry, upcasting), aggregate, errors
     application     repository (Repository, the EventLog port), projection.Projection
-    infrastructure  kafka, publisher, index, store (KafkaEventLog), sql, projection.Projector
+    infrastructure  kafka, publisher, index, store (KafkaEventLog), sql, projection.Projector, worker
 """
 
 from eventyard.toolkit.aggregate import Aggregate
@@ -24,6 +24,7 @@ from eventyard.toolkit.publisher import Delivery, EventPublisher
 from eventyard.toolkit.repository import EventLog, InMemoryEventLog, Repository
 from eventyard.toolkit.sql import Database, SQLiteDatabase, Transaction, connect
 from eventyard.toolkit.store import KafkaEventLog
+from eventyard.toolkit.worker import HandlerFailed, PoisonEvent, Worker, WorkerError
 
 __all__ = [
     "Aggregate",
@@ -37,10 +38,12 @@ __all__ = [
     "EventLog",
     "EventPublisher",
     "EventRegistry",
+    "HandlerFailed",
     "InMemoryEventLog",
     "InvalidEventPayload",
     "JsonSerializer",
     "KafkaEventLog",
+    "PoisonEvent",
     "Projection",
     "Projector",
     "PublishError",
@@ -52,6 +55,8 @@ __all__ = [
     "ToolkitError",
     "Transaction",
     "UnknownEventType",
+    "Worker",
+    "WorkerError",
     "connect",
     "ensure_topic",
     "partition_for",
