@@ -54,6 +54,10 @@ from eventyard.wire_client import WireClient
 PASSWORD = "tenant-pa55"
 TENANTS = ("alice", "bob")
 ARGS = ("--authorizer", "--super-user", "User:ANONYMOUS", "--listener", "SASL_PLAINTEXT://127.0.0.1:0")
+OWN_BROKER = pytest.mark.eventyard_only(
+    reason="runs its own Eventyard with --authorizer/--super-user/--listener and reads .listener_ports "
+    "(a Kafka equivalent needs StandardAuthorizer, JAAS and SCRAM bootstrap configuration of its own)"
+)
 
 
 def allow(
@@ -183,6 +187,7 @@ def sasl_wire_client(broker: BrokerProcess, user: str) -> WireClient:
 # -- tenants on their own prefixes
 
 
+@OWN_BROKER
 @pytest.mark.parametrize("user", TENANTS)
 def test_a_tenant_creates_produces_and_consumes_its_own_topics(acl_broker: BrokerProcess, user: str) -> None:
     config = conf(acl_broker, user)
@@ -196,6 +201,7 @@ def test_a_tenant_creates_produces_and_consumes_its_own_topics(acl_broker: Broke
     assert committed[0].offset == 5
 
 
+@OWN_BROKER
 def test_metadata_lists_only_the_tenants_own_topics(acl_broker: BrokerProcess, admin: AdminClient) -> None:
     for user in TENANTS:
         create_topic(admin, unique(f"{user}.listed-"))
@@ -208,6 +214,7 @@ def test_metadata_lists_only_the_tenants_own_topics(acl_broker: BrokerProcess, a
         assert any(t.startswith(f"{user}.listed-") for t in visible)
 
 
+@OWN_BROKER
 def test_the_other_tenants_topics_and_groups_are_refused(
     acl_broker: BrokerProcess, admin: AdminClient
 ) -> None:
@@ -233,6 +240,7 @@ def test_the_other_tenants_topics_and_groups_are_refused(
     assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+@OWN_BROKER
 def test_refusals_on_the_wire(acl_broker: BrokerProcess, admin: AdminClient) -> None:
     bobs, mine = unique("bob.wire-"), unique("alice.wire-")
     create_topic(admin, bobs)
@@ -315,6 +323,7 @@ def test_refusals_on_the_wire(acl_broker: BrokerProcess, admin: AdminClient) -> 
 # -- narrower grants, revocation and durability
 
 
+@OWN_BROKER
 def test_a_read_only_user_consumes_but_cannot_produce(acl_broker: BrokerProcess, admin: AdminClient) -> None:
     topic = unique("feed-")
     create_topic(admin, topic)
@@ -342,6 +351,7 @@ def test_a_read_only_user_consumes_but_cannot_produce(acl_broker: BrokerProcess,
     assert high_watermark(acl_broker, topic) == 3
 
 
+@OWN_BROKER
 def test_deleting_an_acl_revokes_access(acl_broker: BrokerProcess, admin: AdminClient) -> None:
     topic = unique("carol.t-")
     create_topic(admin, topic)
@@ -371,6 +381,7 @@ def test_deleting_an_acl_revokes_access(acl_broker: BrokerProcess, admin: AdminC
     assert high_watermark(acl_broker, topic) == 1
 
 
+@OWN_BROKER
 def test_describe_and_delete_with_filters(admin: AdminClient) -> None:
     user = unique("dave")
     bindings = [
@@ -407,6 +418,7 @@ def test_describe_and_delete_with_filters(admin: AdminClient) -> None:
     assert names(remaining) == names(bindings[1:])
 
 
+@OWN_BROKER
 def test_acls_survive_a_restart(tmp_path: Path) -> None:
     with BrokerProcess(tmp_path / "data", *ARGS) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -440,6 +452,7 @@ def test_without_the_authorizer_acl_apis_are_disabled(broker: BrokerProcess) -> 
     assert refused.value.args[0].code() == KafkaError.SECURITY_DISABLED
 
 
+@OWN_BROKER
 def test_kafka_python_manages_acls_and_sees_refusals(acl_broker: BrokerProcess) -> None:
     from kafka.admin import (
         ACL,

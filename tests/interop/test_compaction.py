@@ -16,6 +16,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventyard.testing import BrokerProcess
 
+pytestmark = pytest.mark.eventyard_only(
+    reason="runs its own Eventyard with --housekeeping-interval 0.2 to compact within seconds "
+    "(Kafka's cleaner needs its own log.cleaner.* settings and segment rolls)"
+)
+
 KEYS = [f"key-{i}".encode() for i in range(50)]
 DELETED = KEYS[:10]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -147,6 +148,15 @@ def test_delete_records(broker: BrokerProcess, topic_name: str) -> None:
     assert [int(m.value()) for m in got][:1] == [20]
 
 
+def eventually(condition: Callable[[], bool], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_configs_and_partitions(broker: BrokerProcess, topic_name: str) -> None:
     create_topic(broker, topic_name, 1, **{"retention.ms": "3600000"})
     client = admin(broker)
@@ -174,12 +184,17 @@ def test_configs_and_partitions(broker: BrokerProcess, topic_name: str) -> None:
     with pytest.raises(Exception, match=r"retention.ms"):
         client.incremental_alter_configs([bad])[bad].result(10)
     client.create_partitions([NewPartitions(topic_name, 4)])[topic_name].result(10)
-    metadata = client.list_topics(topic_name, timeout=10)
-    assert len(metadata.topics[topic_name].partitions) == 4
+    # Kafka answers CreatePartitions and DeleteTopics before its metadata shows the change: poll.
+
+    def partitions() -> int:
+        return len(client.list_topics(topic_name, timeout=10).topics[topic_name].partitions)
+
+    assert eventually(lambda: partitions() >= 4)
+    assert partitions() == 4
     with pytest.raises(Exception, match=r"INVALID_PARTITIONS|partitions"):
         client.create_partitions([NewPartitions(topic_name, 2)])[topic_name].result(10)
     client.delete_topics([topic_name])[topic_name].result(10)
-    assert topic_name not in client.list_topics(timeout=10).topics
+    assert eventually(lambda: topic_name not in client.list_topics(timeout=10).topics)
 
 
 def test_topic_errors(broker: BrokerProcess) -> None:

@@ -9,6 +9,7 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from eventyard.protocol.records import crc_of, iter_batches
@@ -19,6 +20,10 @@ from tests.interop.test_restart import (
     assert_exactly,
     create_topic,
     read_all,
+)
+
+pytestmark = pytest.mark.eventyard_only(
+    reason="SIGKILLs an Eventyard process and checks Eventyard's own segment files (CRCs) in its data dir"
 )
 
 KILLS = 10

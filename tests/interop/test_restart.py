@@ -157,6 +157,10 @@ def test_acknowledged_records_survive_sigkill(fresh_broker: BrokerProcess, topic
     assert_exactly(first.acked + again.acked + fresh.acked, read_all(fresh_broker, topic_name, 3))
 
 
+@pytest.mark.eventyard_only(
+    reason="asserts Eventyard's exit code 0 on SIGTERM; the Kafka JVM exits 143 (128 + SIGTERM) after "
+    "its clean shutdown"
+)
 def test_clean_stop_exits_zero_and_keeps_everything(fresh_broker: BrokerProcess, topic_name: str) -> None:
     create_topic(fresh_broker, topic_name, 2)
     producer = idempotent_producer(fresh_broker, **{"compression.type": "lz4"})

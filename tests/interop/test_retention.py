@@ -3,6 +3,7 @@ does (auto.offset.reset); idempotent producer state across a SIGKILL."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +13,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventyard.protocol.error_codes import ErrorCode
-from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from eventyard.protocol.records import Record, build_batch
 from eventyard.testing import BrokerProcess
 from eventyard.wire_client import WireClient
-from tests.interop.test_wire_semantics import create, produce
+from tests.interop.test_wire_semantics import create, init_producer_id, produce
 
 HOUR_MS = 3600 * 1000
+OWN_BROKER = pytest.mark.eventyard_only(
+    reason="runs its own Eventyard with --housekeeping-interval 0.2 so retention acts within seconds "
+    "(Kafka checks every log.retention.check.interval.ms and deletes whole closed segments only)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,7 @@ def fill(broker: BrokerProcess, topic: str, count: int, timestamp: int | None = 
     producer.flush(10)
 
 
+@OWN_BROKER
 def test_time_retention_and_consumer_reset(busy_broker: BrokerProcess, topic_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": busy_broker.bootstrap})
     config = {"retention.ms": "60000", "segment.bytes": "4096"}
@@ -90,6 +95,7 @@ def test_time_retention_and_consumer_reset(busy_broker: BrokerProcess, topic_nam
     assert first_offset_read(busy_broker, topic_name, "latest") in (None, 120)
 
 
+@OWN_BROKER
 def test_size_retention(busy_broker: BrokerProcess, topic_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": busy_broker.bootstrap})
     config = {"retention.bytes": "20000", "segment.bytes": "4096"}
@@ -101,13 +107,17 @@ def test_size_retention(busy_broker: BrokerProcess, topic_name: str) -> None:
     assert low > 150 and kept_bytes < 20000 + 2 * 4096
 
 
+@pytest.mark.xfail(
+    condition=os.environ.get("EVENTYARD_TARGET") == "kafka",
+    reason="Eventyard keeps the five-batch duplicate window across a SIGKILL; Kafka, restarted, "
+    "recognises a retry of the last batch but answers OUT_OF_ORDER_SEQUENCE_NUMBER (45) to the one before",
+    strict=True,
+)
 def test_producer_state_survives_sigkill(fresh_broker: BrokerProcess, topic_name: str) -> None:
     """A batch retried after a broker crash is still recognised as a duplicate."""
     with WireClient(fresh_broker.host, fresh_broker.port) as c:
         create(c, topic_name)
-        pid = c.request(
-            InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4
-        ).producer_id
+        pid = init_producer_id(c).producer_id  # retried while Kafka answers COORDINATOR_LOAD_IN_PROGRESS
         batches = [
             build_batch([Record(None, b"%d" % s)], producer_id=pid, producer_epoch=0, base_sequence=s)
             for s in range(3)

@@ -24,6 +24,11 @@ from eventyard.protocol.messages.sasl_handshake_request import SaslHandshakeRequ
 from eventyard.testing import BrokerProcess
 from eventyard.wire_client import WireClient
 
+pytestmark = pytest.mark.eventyard_only(
+    reason="runs its own Eventyard with --listener/--tls-* arguments and reads .listener_ports "
+    "(a Kafka equivalent needs JAAS and keystore configuration of its own)"
+)
+
 PASSWORD = "s3cret-pa55"
 
 

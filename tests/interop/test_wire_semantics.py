@@ -4,6 +4,7 @@ these pin down the answers a client relies on."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -18,6 +19,7 @@ from eventyard.protocol.messages.create_topics_request import (
     CreateTopicsRequest,
 )
 from eventyard.protocol.messages.init_producer_id_request import InitProducerIdRequest
+from eventyard.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from eventyard.protocol.messages.join_group_request import JoinGroupRequest, JoinGroupRequestProtocol
 from eventyard.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
@@ -35,6 +37,37 @@ def create(c: WireClient, topic: str, partitions: int = 1) -> None:
         topics=[CreatableTopic(name=topic, num_partitions=partitions, replication_factor=1)], timeout_ms=5000
     )
     assert c.request(request, 5).topics[0].error_code == ErrorCode.NONE
+    wait_until_led(c, topic, partitions)
+
+
+def wait_until_led(c: WireClient, topic: str, partitions: int, timeout: float = 15) -> None:
+    """Kafka answers CreateTopics before every partition has a leader serving it (Eventyard, after):
+    poll ListOffsets until each partition answers without an error."""
+    request = ListOffsetsRequest(
+        replica_id=-1,
+        topics=[
+            ListOffsetsTopic(
+                name=topic,
+                partitions=[ListOffsetsPartition(partition_index=p, timestamp=-1) for p in range(partitions)],
+            )
+        ],
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = c.request(request, 5).topics[0].partitions
+        if all(p.error_code == ErrorCode.NONE for p in answers) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def init_producer_id(c: WireClient, timeout: float = 15) -> InitProducerIdResponse:
+    """Kafka answers COORDINATOR_LOAD_IN_PROGRESS until it holds a block of producer ids: retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        init = c.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4)
+        if init.error_code != ErrorCode.COORDINATOR_LOAD_IN_PROGRESS or time.monotonic() > deadline:
+            return init  # type: ignore[no-any-return]
+        time.sleep(0.1)
 
 
 def produce(c: WireClient, topic: str, batch: bytes, partition: int = 0, acks: int = -1) -> tuple[int, int]:
@@ -96,7 +129,7 @@ def client(broker: BrokerProcess) -> WireClient:
 
 def test_idempotent_producer_sequences(client: WireClient, topic_name: str) -> None:
     create(client, topic_name)
-    init = client.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4)
+    init = init_producer_id(client)
     assert init.error_code == ErrorCode.NONE
     pid, epoch = init.producer_id, init.producer_epoch
 
@@ -130,9 +163,7 @@ def test_idempotent_producer_sequences(client: WireClient, topic_name: str) -> N
 
 def test_duplicates_of_the_last_five_batches_only(client: WireClient, topic_name: str) -> None:
     create(client, topic_name)
-    pid = client.request(
-        InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60000), 4
-    ).producer_id
+    pid = init_producer_id(client).producer_id
     batches = [
         build_batch([Record(None, b"x")], producer_id=pid, producer_epoch=0, base_sequence=s)
         for s in range(7)
@@ -195,6 +226,12 @@ def test_fetch_long_polls_until_data_or_timeout(
     assert 0.25 <= waited < 5.0  # woken by the append, not by the 10 s timeout
 
 
+@pytest.mark.xfail(
+    condition=os.environ.get("EVENTYARD_TARGET") == "kafka",
+    reason="deliberate: Eventyard creates no fetch sessions (answers session_id 0 to a full fetch with "
+    "session_id 0, epoch 0); Kafka creates one and answers its id",
+    strict=True,
+)
 def test_fetch_fields_isolation_and_sessions(client: WireClient, topic_name: str) -> None:
     create(client, topic_name)
     produce(client, topic_name, build_batch([Record(None, b"a"), Record(None, b"b")]))
@@ -235,6 +272,7 @@ def test_list_offsets_by_time(client: WireClient, topic_name: str) -> None:
     assert lookup(base + 41) == (-1, -1)
 
 
+@pytest.mark.eventyard_only(reason="asserts Eventyard's own advertised version ranges (Kafka's are wider)")
 def test_api_versions_v3_lists_what_is_served(client: WireClient) -> None:
     response = client.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
     served = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
@@ -262,7 +300,22 @@ def test_compacted_topics_refuse_records_without_keys(client: WireClient, topic_
         assert produce(client, topic_name, keyed)[0] == ErrorCode.NONE
 
 
-@pytest.mark.parametrize("group_id", ["", "g" * 256])
+@pytest.mark.parametrize(
+    "group_id",
+    [
+        "",
+        pytest.param(
+            "g" * 256,
+            marks=pytest.mark.xfail(
+                condition=os.environ.get("EVENTYARD_TARGET") == "kafka",
+                reason="deliberate: Eventyard refuses group ids over 255 characters (MAX_GROUP_ID_LENGTH); "
+                "Kafka sets no limit and answers JoinGroup v5 with MEMBER_ID_REQUIRED",
+                strict=True,
+            ),
+        ),
+    ],
+    ids=["empty", "256-chars"],
+)
 def test_empty_or_too_long_group_ids_are_invalid(client: WireClient, group_id: str) -> None:
     request = JoinGroupRequest(
         group_id=group_id,
