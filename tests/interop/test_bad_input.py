@@ -3,6 +3,7 @@ connection, never crashes, and other clients carry on."""
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 
@@ -66,7 +67,8 @@ def make_topic(c: WireClient, name: str, timeout: float = 15) -> None:
 def test_api_versions_with_unknown_version_gets_v0_answer(broker: BrokerProcess) -> None:
     with client(broker) as c:
         c.correlation_id = 7
-        # ApiVersions v99: the broker answers in v0 with UNSUPPORTED_VERSION and its versions. The
+        # ApiVersions v99: the broker answers in v0 with UNSUPPORTED_VERSION and the versions of
+        # ApiVersions it serves, so that the client can retry with one (as Kafka does). The
         # header is v2, as for ApiVersions v3+: it ends with (empty) tagged fields; without that byte
         # Kafka closes the connection (Eventyard answers all the same).
         frame = struct.pack(">hhih", 18, 99, 7, 4) + b"test" + b"\x00"
@@ -75,7 +77,8 @@ def test_api_versions_with_unknown_version_gets_v0_answer(broker: BrokerProcess)
         assert answer is not None
         response, _ = codec.decode(ApiVersionsResponse, 0, answer, 4)
         assert response.error_code == ErrorCode.UNSUPPORTED_VERSION
-        assert {k.api_key for k in response.api_keys} >= {0, 1, 2, 3, 18}
+        assert [k.api_key for k in response.api_keys] == [18]
+        assert response.api_keys[0].min_version == 0 and response.api_keys[0].max_version >= 3
     assert alive(broker)
 
 
@@ -106,14 +109,16 @@ def test_oversized_frame_is_refused_before_reading_it(broker: BrokerProcess) -> 
     assert alive(broker)
 
 
-def test_bad_crc_is_corrupt_message(broker: BrokerProcess, topic_name: str) -> None:
+def test_bad_crc_is_corrupt_message_and_a_cut_batch_invalid_record(
+    broker: BrokerProcess, topic_name: str
+) -> None:
     with client(broker) as c:
         make_topic(c, topic_name)
         batch = bytearray(build_batch([Record(b"k", b"v" * 100)]))
         batch[-1] ^= 0xFF
         assert produce_raw(c, topic_name, bytes(batch))[0] == ErrorCode.CORRUPT_MESSAGE
         truncated = build_batch([Record(b"k", b"v")])[:-3]
-        assert produce_raw(c, topic_name, truncated)[0] == ErrorCode.CORRUPT_MESSAGE
+        assert produce_raw(c, topic_name, truncated)[0] == ErrorCode.INVALID_RECORD  # as Kafka answers
         # A good batch still goes through on the same connection, at offset 0: nothing bad was stored.
         good = build_batch([Record(b"k", b"v")])
         assert produce_raw(c, topic_name, good)[0] == ErrorCode.NONE
@@ -125,7 +130,8 @@ def test_oversized_batch_is_message_too_large(broker: BrokerProcess, topic_name:
         big = build_batch([Record(None, b"x" * (2 * 1024 * 1024))])
         error, message = produce_raw(c, topic_name, big)
         assert error == ErrorCode.MESSAGE_TOO_LARGE
-        assert message and "too large" in message
+        if os.environ.get("EVENTYARD_TARGET") != "kafka":  # Kafka sends no message; ours says why
+            assert message and "too large" in message
 
 
 def test_invalid_topic_name_in_metadata(broker: BrokerProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -179,6 +180,12 @@ def test_clean_stop_exits_zero_and_keeps_everything(fresh_broker: BrokerProcess,
     assert_exactly(first.acked + more.acked, read_all(fresh_broker, topic_name, 2))
 
 
+@pytest.mark.xfail(
+    condition=os.environ.get("EVENTYARD_TARGET") == "kafka",
+    reason="Kafka 4 refuses segment.bytes below 1 MiB (INVALID_CONFIG); Eventyard allows small "
+    "segments on purpose, for tests and small machines",
+    strict=True,
+)
 def test_topic_state_survives_sigkill(fresh_broker: BrokerProcess, topic_name: str) -> None:
     """Partitions added, configs changed, a deleted topic, a DeleteRecords point, many small
     segments and their time indexes: all as they were after a SIGKILL."""

@@ -163,12 +163,13 @@ class Connection(asyncio.Protocol):
         return [struct.pack(">i", len(step.challenge)), step.challenge]
 
     def unsupported_version(self, exc: protocol.UnsupportedVersion) -> list[bytes] | None:
-        """ApiVersions gets a v0 answer listing what we serve (KIP-511); others are closed."""
+        """ApiVersions gets a v0 answer with UNSUPPORTED_VERSION and the ApiVersions versions we
+        serve, so the client retries with one (KIP-511, as Kafka answers); others are closed."""
         header = exc.header
         if header.request_api_key == protocol.API_VERSIONS_KEY:
             response = ApiVersionsResponse(
                 error_code=ErrorCode.UNSUPPORTED_VERSION,
-                api_keys=api_versions(self.broker),
+                api_keys=[v for v in api_versions(self.broker) if v.api_key == protocol.API_VERSIONS_KEY],
             )
             return protocol.frame_response(
                 protocol.api(protocol.API_VERSIONS_KEY), 0, header.correlation_id, response

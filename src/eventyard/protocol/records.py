@@ -120,13 +120,13 @@ def split_batches(data: bytes, max_batch_bytes: int | None = None) -> list[tuple
         raise InvalidBatch("empty record set")
     while pos < end:
         if end - pos < HEADER_SIZE:
-            raise InvalidBatch("truncated record batch header")
+            raise InvalidBatch("truncated record batch header", "INVALID_RECORD")
         header = read_header(data, pos)
         if header.magic != MAGIC_V2:
             raise InvalidBatch(f"unsupported message format magic {header.magic}", "UNSUPPORTED_VERSION")
         size = header.size
         if header.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
-            raise InvalidBatch("record batch length does not match the data")
+            raise InvalidBatch("record batch length does not match the data", "INVALID_RECORD")
         if max_batch_bytes is not None and size > max_batch_bytes:
             raise InvalidBatch(f"record batch of {size} bytes is too large", "MESSAGE_TOO_LARGE")
         if header.record_count <= 0 or header.last_offset_delta != header.record_count - 1:
