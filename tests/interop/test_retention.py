@@ -101,10 +101,15 @@ def test_size_retention(busy_broker: BrokerProcess, topic_name: str) -> None:
     config = {"retention.bytes": "20000", "segment.bytes": "4096"}
     admin.create_topics([NewTopic(topic_name, 1, 1, config=config)])[topic_name].result(10)
     fill(busy_broker, topic_name, 300)  # about 75 KB
-    low, high = wait_for_log_start(busy_broker, topic_name, lambda m: m[0] > 0)
+
+    def kept_bytes(marks: tuple[int, int]) -> int:
+        return (marks[1] - marks[0]) * 250  # about 250 bytes per record on disk here
+
+    # Retention runs every 0.2 s, also while the records arrive: wait until it has caught up.
+    limit = 20000 + 2 * 4096  # retention.bytes, give or take the active and a partial segment
+    low, high = wait_for_log_start(busy_broker, topic_name, lambda m: m[1] == 300 and kept_bytes(m) < limit)
     assert high == 300
-    kept_bytes = (high - low) * 250  # about 250 bytes per record on disk here
-    assert low > 150 and kept_bytes < 20000 + 2 * 4096
+    assert low > 150 and kept_bytes((low, high)) < limit
 
 
 @pytest.mark.xfail(
