@@ -277,7 +277,7 @@ def test_a_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     def full_disk(path: Path, content: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(acl_module, "_write_atomically", full_disk)
+    monkeypatch.setattr(acl_module, "write_atomically", full_disk)
     with pytest.raises(OSError):
         store.create([binding("b")])
     with pytest.raises(OSError):

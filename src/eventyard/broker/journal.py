@@ -18,6 +18,7 @@ from typing import Any
 
 import crc32c
 
+from eventyard.atomic_file import write_atomically
 from eventyard.coordinator.group_state import (
     GroupDeleted,
     GroupMetadata,
@@ -110,12 +111,7 @@ class Journal:
     def _rewrite(self) -> None:
         assert self.path is not None
         records = self.state.records()
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.writelines(encode(r) for r in records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, b"".join(encode(r) for r in records))
         if self._fd is not None:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)

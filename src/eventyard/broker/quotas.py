@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventyard.security.acl import _write_atomically
+from eventyard.atomic_file import write_atomically
 
 FORMAT_VERSION = 1
 USER = "user"
@@ -206,7 +206,7 @@ class QuotaStore:
                 for entity, values in self._quotas.items()
             ],
         }
-        _write_atomically(self.path, json.dumps(data, indent=2).encode() + b"\n")
+        write_atomically(self.path, json.dumps(data, indent=2).encode() + b"\n")
 
     def _load(self, path: Path) -> None:
         try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eventyard.atomic_file import write_atomically
 from eventyard.broker.config import TOPIC_CONFIGS, BrokerConfig, log_config
 from eventyard.broker.partition import Partition
 from eventyard.storage.base import StorageEngine, StorageError
@@ -61,20 +61,9 @@ class MetadataStore:
         """Write tmp, fsync, rename: a crash leaves the old file or the new one, never half of one."""
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
         try:
-            with open(tmp, "w") as f:
-                json.dump(state, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomically(self.path, json.dumps(state, indent=1, sort_keys=True).encode())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {self.path}: {exc}") from exc
 
 

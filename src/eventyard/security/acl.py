@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
+
+from eventyard.atomic_file import write_atomically
 
 FORMAT_VERSION = 1
 WILDCARD = "*"
@@ -415,7 +416,7 @@ class AclStore:
         if self.path is None:
             return
         data = {"version": FORMAT_VERSION, "acls": [acl.to_json() for acl in self._acls]}
-        _write_atomically(self.path, json.dumps(data, indent=2).encode() + b"\n")
+        write_atomically(self.path, json.dumps(data, indent=2).encode() + b"\n")
 
     def _load(self, path: Path) -> None:
         try:
@@ -431,24 +432,3 @@ class AclStore:
 def operations_bitfield(operations: Iterable[Operation]) -> int:
     """The int32 of the protocol's authorized-operations fields: bit n set for operation code n."""
     return sum(1 << int(op) for op in set(operations))
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    # A crash leaves the old file or the new one, never a torn one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # makes the rename itself durable
-        finally:
-            os.close(dir_fd)

@@ -25,13 +25,13 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
+from eventyard.atomic_file import write_atomically
 from eventyard.protocol.error_codes import ErrorCode
 
 DEFAULT_ITERATIONS = 4096
@@ -377,7 +377,7 @@ class CredentialStore:
             "fake_key": _b64(self._fake_key),
             "users": {user: [c.to_json() for c in creds] for user, creds in sorted(self._users.items())},
         }
-        _write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+        write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
 
     def _load(self, path: Path) -> None:
         try:
@@ -433,28 +433,6 @@ def _credential(
 
 def _is_upsertion(change: Deletion | Upsertion) -> TypeGuard[Upsertion]:
     return hasattr(change, "salted_password")
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    # A crash leaves either the old file or the new one, never a torn one: the content is made durable
-    # under a temporary name in the same directory, then renamed over the old file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # directories can't be opened for fsync elsewhere
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # makes the rename itself durable
-        finally:
-            os.close(dir_fd)
 
 
 def _b64(data: bytes) -> str:
