@@ -13,6 +13,9 @@ COMMANDS = {
     "produce": "eventyard.cli.produce:produce",
     "tail": "eventyard.cli.tail:tail",
     "groups": "eventyard.cli.groups:groups",
+    "addons": "eventyard.cli.addons:addons",
+    "kafka": "eventyard.cli.kafka:kafka",
+    "platform": "eventyard.cli.platform:platform",
 }
 
 
