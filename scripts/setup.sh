@@ -30,3 +30,13 @@ if [ "${1:-}" = test ] && ! command -v kcat >/dev/null; then
         $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q kcat >/dev/null
     }
 fi
+if [ "${1:-}" = test ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    # The projection tests start throwaway PostgreSQL servers (eventyard.testing.postgres): Debian's
+    # package puts initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH.
+    sudo_cmd=""
+    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    apt_get="$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get"
+    $apt_get install -y -q postgresql >/dev/null 2>&1 || {
+        $apt_get update -q >/dev/null && $apt_get install -y -q postgresql >/dev/null
+    }
+fi

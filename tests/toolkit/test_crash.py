@@ -7,38 +7,52 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from eventyard.testing import BrokerProcess
 from eventyard.testing.pytest_plugin import wait_for
-from eventyard.toolkit import ensure_topic
+from eventyard.toolkit import connect, ensure_topic
 from tests.toolkit.helpers import fold_of_log, produce_random_carts
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def state(database: Path) -> tuple[int, int, list[tuple[str, str, int]]]:
+def state(database: str) -> tuple[int, int, list[tuple[str, str, int]]]:
     """(events applied, sum of the stored next offsets, cart_items) as committed."""
-    with sqlite3.connect(database, timeout=30) as db:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'applied'").fetchone():
-            return 0, 0, []
-        applied = db.execute("SELECT count(*) FROM applied").fetchone()[0]
-        offsets = db.execute(
-            "SELECT coalesce(sum(next_offset), 0) FROM eventyard_projector_offsets"
-        ).fetchone()[0]
-        rows = db.execute("SELECT cart_id, sku, quantity FROM cart_items ORDER BY cart_id, sku").fetchall()
-    return applied, offsets, rows
+    if database.startswith("sqlite:///"):
+        # a plain read, not the projector's BEGIN IMMEDIATE: that would queue behind its writes
+        with sqlite3.connect(database.removeprefix("sqlite:///"), timeout=30) as lite:
+            if not lite.execute("SELECT 1 FROM sqlite_master WHERE name = 'applied'").fetchone():
+                return 0, 0, []
+            return _read(lite.execute)
+    db = connect(database)
+    try:
+        with db.transaction() as tx:
+            if not tx.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'applied'"):
+                return 0, 0, []
+            return _read(tx.query)
+    finally:
+        db.close()
 
 
-def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
+def _read(query: Callable[[str], Iterable[tuple[Any, ...]]]) -> tuple[int, int, list[tuple[str, str, int]]]:
+    [(applied,)] = query("SELECT count(*) FROM applied")
+    [(offsets,)] = query("SELECT coalesce(sum(next_offset), 0) FROM eventyard_projector_offsets")
+    rows = query("SELECT cart_id, sku, quantity FROM cart_items ORDER BY cart_id, sku")
+    return int(applied), int(offsets), [(c, s, int(q)) for c, s, q in rows]
+
+
+def test_sigkill_mid_batch_then_restart(tmp_path: Path, database_url: str) -> None:
     with BrokerProcess(tmp_path / "data") as broker:
         topic = "carts"
         ensure_topic(broker.bootstrap, topic, partitions=3)
         total = produce_random_carts(broker.bootstrap, topic, 1500, seed=11)
-        database = tmp_path / "projection.db"
+        database = database_url
 
         def projector(crash_after: str = "-", delay: str = "0") -> subprocess.Popen[str]:
-            args = ["project", broker.bootstrap, topic, str(database), crash_after, delay]
+            args = ["project", broker.bootstrap, topic, database, crash_after, delay]
             return subprocess.Popen(
                 [sys.executable, "-m", "tests.toolkit.workers", *args], cwd=ROOT, text=True
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -69,10 +68,10 @@ def test_the_talks_cart_items_table(eventyard_bootstrap: str, topic: str, strate
 
 
 def test_projection_equals_the_fold_of_the_log_and_resumes_where_it_stopped(
-    eventyard_bootstrap: str, topic: str, tmp_path: Path
+    eventyard_bootstrap: str, topic: str, database_url: str
 ) -> None:
     first = produce_random_carts(eventyard_bootstrap, topic, 300, seed=1)
-    database = tmp_path / "carts.db"
+    database = database_url
     with Projector(
         eventyard_bootstrap, topic, AuditedCartItems(), events, database, batch_size=40
     ) as projector:
@@ -89,10 +88,10 @@ def test_projection_equals_the_fold_of_the_log_and_resumes_where_it_stopped(
 
 
 def test_rebuild_replays_the_log_into_fresh_tables(
-    eventyard_bootstrap: str, topic: str, tmp_path: Path
+    eventyard_bootstrap: str, topic: str, database_url: str
 ) -> None:
     count = produce_random_carts(eventyard_bootstrap, topic, 150, seed=3)
-    with Projector(eventyard_bootstrap, topic, AuditedCartItems(), events, tmp_path / "p.db") as projector:
+    with Projector(eventyard_bootstrap, topic, AuditedCartItems(), events, database_url) as projector:
         projector.catch_up()
         with projector.db.transaction() as tx:
             tx.execute("DELETE FROM cart_items WHERE sku = 'socks'")  # a bug corrupted the table
@@ -104,9 +103,9 @@ def test_rebuild_replays_the_log_into_fresh_tables(
 
 
 def test_a_background_projector_catches_up(
-    eventyard_bootstrap: str, topic: str, wait_for: Callable[..., object]
+    eventyard_bootstrap: str, topic: str, database_url: str, wait_for: Callable[..., object]
 ) -> None:
-    projector = Projector(eventyard_bootstrap, topic, CartItems(), events, ":memory:").start()
+    projector = Projector(eventyard_bootstrap, topic, CartItems(), events, database_url).start()
     try:
         with EventPublisher(eventyard_bootstrap, events, transactions=False) as publisher:
             publisher.publish(topic, "zoe", [AddedItemToCart(cart_id="zoe", sku="scarf", quantity=1)])
@@ -118,29 +117,31 @@ def test_a_background_projector_catches_up(
 
 
 def test_an_unknown_event_stops_the_projector_unless_skipped(
-    eventyard_bootstrap: str, topic: str, tmp_path: Path
+    eventyard_bootstrap: str, topic: str, database_url: str
 ) -> None:
     producer = Producer({"bootstrap.servers": eventyard_bootstrap})
     value, headers = events.encode(AddedItemToCart(cart_id="c", sku="socks", quantity=1))
     producer.produce(topic, value, b"c", 0, headers=headers)
     producer.produce(topic, b"{}", b"c", 0, headers=[("event-type", b"cart.checked_out")])
     producer.flush(10)
-    strict = Projector(eventyard_bootstrap, topic, CartItems(), events, tmp_path / "p.db")
+    strict = Projector(eventyard_bootstrap, topic, CartItems(), events, database_url)
     with pytest.raises(UnknownEventType):
         strict.catch_up(timeout=10)
     assert table(strict) == [] and offsets(strict) == {}  # the whole batch rolled back: fail-stop
     strict.close()
-    lenient = Projector(eventyard_bootstrap, topic, CartItems(), events, tmp_path / "p.db", skip_unknown=True)
+    lenient = Projector(eventyard_bootstrap, topic, CartItems(), events, database_url, skip_unknown=True)
     lenient.catch_up(timeout=10)
     assert table(lenient) == [("c", "socks", 1)] and offsets(lenient)[0] == 2
     lenient.close()
 
 
-def test_a_zombie_cannot_commit_over_its_successor(eventyard_bootstrap: str, topic: str) -> None:
+def test_a_zombie_cannot_commit_over_its_successor(
+    eventyard_bootstrap: str, topic: str, database_url: str
+) -> None:
     with EventPublisher(eventyard_bootstrap, events, transactions=False) as publisher:
         publisher.publish(topic, "c", [AddedItemToCart(cart_id="c", sku="socks", quantity=1)])
         partition = publisher.partition(topic, "c")
-        with Projector(eventyard_bootstrap, topic, AuditedCartItems(), events, ":memory:") as zombie:
+        with Projector(eventyard_bootstrap, topic, AuditedCartItems(), events, database_url) as zombie:
             zombie.catch_up()
             # Its partitions moved on without it: a successor applied up to offset 2 meanwhile.
             with zombie.db.transaction() as tx:

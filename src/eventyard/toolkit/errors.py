@@ -62,3 +62,8 @@ class ConcurrencyConflict(ToolkitError):
 
 class DatabaseDriverMissing(ToolkitError):
     """The database URL needs a driver that is not installed."""
+
+
+class DatabaseUnavailable(ToolkitError):
+    """The database cannot be reached, or the connection broke: nothing of the transaction was
+    applied, unless the connection broke during its commit (then it may have been)."""

@@ -82,6 +82,9 @@ class Projector:
         self._cooperative = False  # incremental (cooperative-sticky) or eager rebalancing
         self._watermarks = Watermarks(config)
         self._positions: dict[int, int | None] = {}  # assigned partition -> next offset in the database
+        # assigned partition -> the consumer's position once its batch is applied: unlike the offsets
+        # above it passes transaction markers, which carry no event but count in the high watermark
+        self._reached: dict[int, int] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.error: BaseException | None = None  # what stopped the background thread
@@ -96,8 +99,27 @@ class Projector:
     # -- driving it ---------------------------------------------------------------------------
 
     def poll(self, timeout: float = 1.0) -> int:
-        """Apply one batch of events in one transaction; returns how many were applied."""
-        messages = self._client().consume(self.batch_size, timeout)
+        """Apply one batch of events in one transaction; returns how many were applied.
+
+        Raises what stopped the batch (nothing of it is applied): DatabaseUnavailable when the
+        database cannot be reached, UnknownEventType, or what the projection raised. Polling again
+        later is safe: the consumer starts over from the offsets in the database."""
+        try:
+            return self._poll(timeout)
+        except BaseException:
+            # The consumer has read past the rolled-back batch; a new one rejoins the group and
+            # seeks to the database's offsets (possibly moved: a commit cut short may have landed)
+            self._close_client()
+            raise
+
+    def _poll(self, timeout: float) -> int:
+        # Wait for one record only, then take what the client has already fetched: consume(n, t)
+        # would sit out the whole timeout whenever fewer than n records come, adding up to `timeout`
+        # of latency to every event at a moderate rate.
+        consumer = self._client()
+        messages = consumer.consume(1, timeout)
+        if messages and self.batch_size > 1:
+            messages += consumer.consume(self.batch_size - 1, 0)
         batch: list[Any] = []
         for message in messages:
             error = message.error()
@@ -111,6 +133,7 @@ class Projector:
             ):
                 batch.append(message)
         if not batch:
+            self._note_reached()
             return 0
         moved: dict[int, int] = {}
         applied = 0
@@ -130,6 +153,7 @@ class Projector:
         self._positions.update(moved)
         offsets = [TopicPartition(self.topic, p, o) for p, o in moved.items()]
         self._consumer.commit(offsets=offsets, asynchronous=True)  # informative only: the database decides
+        self._note_reached()
         return applied
 
     def catch_up(self, timeout: float = 30.0) -> None:
@@ -143,7 +167,7 @@ class Projector:
             for partition in assigned.keys() - ends.keys():
                 low, high = self._watermarks(self.topic, partition)
                 ends[partition] = high if high > low else -1  # -1: nothing to apply
-            if assigned and all((assigned[p] or 0) >= ends[p] for p in assigned):
+            if assigned and all(max(assigned[p] or 0, self._reached.get(p, 0)) >= ends[p] for p in assigned):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.group} did not catch up with {self.topic} in {timeout} s")
@@ -231,6 +255,7 @@ class Projector:
             self._consumer.close()  # leaves the group now, not after a session timeout
             self._consumer = None
         self._positions.clear()
+        self._reached.clear()
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         stored = self._stored_offsets()
@@ -246,6 +271,7 @@ class Projector:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._positions.pop(tp.partition, None)
+            self._reached.pop(tp.partition, None)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -263,11 +289,11 @@ class Projector:
         expected = self._positions.get(partition)
         key = (self.group, self.topic, partition)
         if expected is None:
-            if tx.query(
-                f"SELECT 1 FROM {OFFSETS_TABLE} WHERE group_id = ? AND topic = ? AND partition = ?", key
+            # a row that exists (or that a concurrent member is inserting) means a successor moved on
+            if not tx.execute(
+                f"INSERT INTO {OFFSETS_TABLE} VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (*key, next_offset)
             ):
                 raise _Fenced
-            tx.execute(f"INSERT INTO {OFFSETS_TABLE} VALUES (?, ?, ?, ?)", (*key, next_offset))
         elif not tx.execute(
             f"UPDATE {OFFSETS_TABLE} SET next_offset = ? "
             "WHERE group_id = ? AND topic = ? AND partition = ? AND next_offset = ?",
@@ -275,8 +301,15 @@ class Projector:
         ):
             raise _Fenced
 
+    def _note_reached(self) -> None:
+        """After a batch is applied (or found empty): every message below the position is applied."""
+        assigned = [TopicPartition(self.topic, p) for p in self._positions]
+        for tp in self._consumer.position(assigned) if assigned else ():
+            self._reached[tp.partition] = tp.offset
+
     def _reseek(self) -> None:
         """After a fenced commit: continue from what the database says."""
+        self._reached.clear()
         stored = self._stored_offsets()
         for partition in list(self._positions):
             self._positions[partition] = stored.get(partition)

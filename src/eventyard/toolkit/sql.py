@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from eventyard.toolkit.errors import DatabaseDriverMissing
+from eventyard.toolkit.errors import DatabaseDriverMissing, DatabaseUnavailable
 
 Row = tuple[Any, ...]
 
@@ -81,27 +81,58 @@ class SQLiteDatabase:
 
 
 class PostgresDatabase:
-    """PostgreSQL through psycopg 3 (not a dependency of Eventyard: `pip install "psycopg[binary]"`)."""
+    """PostgreSQL through psycopg 3 (not a dependency of Eventyard: `pip install "psycopg[binary]"`).
+
+    One connection, used by one transaction at a time, at READ COMMITTED (the projector's offsets
+    are a compare-and-set, which that level serializes). A server that cannot be reached, or a
+    connection that breaks, raises DatabaseUnavailable; the next transaction connects again."""
+
+    connect_timeout = 10  # seconds, unless the URL says otherwise (libpq's default is forever)
 
     def __init__(self, url: str) -> None:
         try:
-            psycopg = importlib.import_module("psycopg")  # optional: not a dependency
+            self._psycopg: Any = importlib.import_module("psycopg")  # optional: not a dependency
         except ImportError:
             raise DatabaseDriverMissing(
                 f"{url.split('://')[0]} URLs need psycopg: pip install 'psycopg[binary]'"
             ) from None
         self.url = url
-        self._db = psycopg.connect(url, autocommit=True)  # explicit transactions below
         self._lock = threading.Lock()
+        self._db: Any = None
+        self._connection()  # fail now, not at the first event, if the server is not there
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
-            yield _Cursor(cursor, rewrite=True)
+        with self._lock:
+            connection = self._connection()
+            try:
+                with connection.transaction(), connection.cursor() as cursor:
+                    yield _Cursor(cursor, rewrite=True)
+            except self._psycopg.Error as error:
+                if connection.closed or connection.broken:
+                    raise self._unavailable(error) from error
+                raise
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+
+    def _connection(self) -> Any:
+        if self._db is None or self._db.closed or self._db.broken:
+            if self._db is not None:
+                self._db.close()
+            options = {} if "connect_timeout" in self.url else {"connect_timeout": self.connect_timeout}
+            try:
+                self._db = self._psycopg.connect(self.url, autocommit=True, **options)  # BEGIN: transaction()
+            except self._psycopg.OperationalError as error:
+                raise self._unavailable(error) from error
+        return self._db
+
+    def _unavailable(self, error: BaseException) -> DatabaseUnavailable:
+        where = re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", self.url)  # never print a password
+        reason = " ".join(str(error).split())
+        return DatabaseUnavailable(f"PostgreSQL at {where} is unavailable: {reason}")
 
 
 def connect(url: str | Path) -> Database:
