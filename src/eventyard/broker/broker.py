@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventyard.broker.config import BrokerConfig, compaction_config, log_config
+from eventyard.broker.faults import FaultInjector, Network
 from eventyard.broker.groups import GroupService
 from eventyard.broker.handlers import Route, load_all
 from eventyard.broker.partition import Partition
 from eventyard.broker.quotas import QuotaManager, QuotaStore
 from eventyard.broker.session import Session
+from eventyard.broker.tenants import TenantLimits
 from eventyard.broker.topics import TopicRegistry
 from eventyard.protocol.api import ApiMessages
 from eventyard.protocol.messages.request_header import RequestHeader
@@ -75,6 +77,9 @@ class Broker:
         self.credentials = CredentialStore(config.data_dir / "users.json" if config.data_dir else None)
         self.acls = AclStore(config.data_dir / "acls.json" if config.data_dir else None, config.super_users)
         self.quotas = QuotaManager(QuotaStore(config.data_dir / "quotas.json" if config.data_dir else None))
+        self.tenants = TenantLimits(self.quotas.store, self.topics)
+        self.faults = FaultInjector(self.topics)
+        self.network: Network | None = None  # the Server, once it listens
         self.started_ms = now_ms()
         self._flushes: dict[Partition, asyncio.Future[None]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -83,6 +88,9 @@ class Broker:
     @staticmethod
     def now_ms() -> int:
         return now_ms()
+
+    def attach_network(self, network: Network) -> None:
+        self.network = self.faults.network = network
 
     def supported_versions(self) -> dict[int, tuple[int, int]]:
         return {key: (r.min_version, r.max_version) for key, r in sorted(self.routes.items())}
@@ -198,6 +206,7 @@ class Broker:
                         await self.flush(partition)
                 except StorageError:
                     log.exception("storage error on %s-%d", topic.name, partition.index)
+        self.tenants.refresh()  # after retention: the stored bytes that max_stored_bytes is checked on
         self.groups.journal.flush()
 
     def _start_compaction(self, partition: Partition, config: CompactionConfig) -> None:
@@ -232,6 +241,7 @@ class Broker:
     async def close(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        self.faults.close()
         # A compaction in a thread cannot be interrupted; let it finish before the logs close.
         await asyncio.gather(*self._compactions.values(), return_exceptions=True)
         self.groups.close()

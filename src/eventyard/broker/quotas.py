@@ -17,6 +17,9 @@ entity's samples (11 samples of 1 s), and when the observed rate is above the qu
 time is how long the entity would have to stay idle for its rate to come back down to the quota.
 The request is answered normally with that throttle time; the connection then sends no further
 request for that long (KIP-219's muting), or, for versions before KIP-219, the answer itself waits.
+
+The store also keeps Eventyard's tenant limits, entities of the type `tenant` alone; tenants.py
+validates and enforces them.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from eventyard.atomic_file import write_atomically
+from eventyard.broker.tenants import TENANT, TENANT_KEYS, invalid_tenant_entity, invalid_tenant_value
 
-FORMAT_VERSION = 1
+# Version 2 files may hold tenant entities (Eventyard's tenant limits); a file without any is still
+# written as version 1, so that an older broker reads it. Both versions are read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 USER = "user"
 CLIENT_ID = "client-id"
-ENTITY_TYPES = (USER, CLIENT_ID)  # the order entities are written in
+ENTITY_TYPES = (USER, CLIENT_ID, TENANT)  # the order entities are written in
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
@@ -67,16 +74,41 @@ def make_entity(components: Iterable[tuple[str, str | None]]) -> Entity:
     seen: dict[str, str | None] = {}
     for entity_type, name in components:
         if entity_type not in ENTITY_TYPES:
-            raise QuotaError(f"unsupported entity type {entity_type!r} (supported: user, client-id)")
+            raise QuotaError(f"unsupported entity type {entity_type!r} (supported: user, client-id, tenant)")
         if entity_type in seen:
             raise QuotaError(f"duplicate entity type {entity_type!r}")
         seen[entity_type] = name
     if not seen:
         raise QuotaError("an entity needs a user, a client-id or both")
+    problem = invalid_tenant_entity(seen)
+    if problem:
+        raise QuotaError(problem)
     return tuple((t, seen[t]) for t in ENTITY_TYPES if t in seen)
 
 
+def is_tenant(entity: Entity) -> bool:
+    return entity[0][0] == TENANT
+
+
+def check_key(entity: Entity, key: str) -> None:
+    """Tenant entities take tenant limits only, and the others client quotas only."""
+    if is_tenant(entity):
+        if key not in TENANT_KEYS:
+            raise QuotaError(f"a tenant takes {' and '.join(TENANT_KEYS)} only, not {key!r}")
+    elif key in TENANT_KEYS:
+        raise QuotaError(
+            f"{key} is a tenant limit: set it on a 'tenant' entity (alone), not on users or clients"
+        )
+    elif key not in QUOTA_KEYS:
+        raise QuotaError(f"unknown quota key {key!r}")
+
+
 def check_value(key: str, value: float) -> None:
+    if key in TENANT_KEYS:
+        problem = invalid_tenant_value(key, value)
+        if problem:
+            raise QuotaError(problem)
+        return
     if key not in QUOTA_KEYS:
         raise QuotaError(f"unknown quota key {key!r}")
     if not math.isfinite(value) or value <= 0:
@@ -125,8 +157,19 @@ class QuotaStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._quotas: dict[Entity, dict[str, float]] = {}
+        self._client_quotas = False  # any entity other than a tenant: resolve() has work to do
+        self.generation = 0  # bumped on every change, for caches of the configurations (tenants)
         if path is not None and path.exists():
             self._load(path)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._client_quotas = any(not is_tenant(entity) for entity in self._quotas)
+        self.generation += 1
+
+    def tenant_limits(self) -> dict[str, dict[str, float]]:
+        """The tenants' limits, by tenant name (a resource-name prefix)."""
+        return {str(e[0][1]): dict(v) for e, v in self._quotas.items() if is_tenant(e)}
 
     def quotas(self, entity: Entity) -> dict[str, float]:
         return dict(self._quotas.get(entity, {}))
@@ -134,7 +177,7 @@ class QuotaStore:
     def resolve(self, key: str, user: str, client_id: str) -> tuple[tuple[str, str], float] | None:
         """The quota `key` of a request by `user` with `client_id`, and the samples key it is
         accounted under; None when no entity configures it."""
-        if not self._quotas:
+        if not self._client_quotas:
             return None
         for entity, sample_key in candidates(user, client_id):
             value = self._quotas.get(entity, {}).get(key)
@@ -148,10 +191,8 @@ class QuotaStore:
             if op.key in keys:
                 raise QuotaError(f"duplicate quota key {op.key!r}")
             keys.add(op.key)
-            if op.remove:
-                if op.key not in QUOTA_KEYS:
-                    raise QuotaError(f"unknown quota key {op.key!r}")
-            else:
+            check_key(entity, op.key)
+            if not op.remove:
                 check_value(op.key, op.value)
 
     def alter(self, changes: Sequence[tuple[Entity, Sequence[QuotaOp]]]) -> None:
@@ -171,6 +212,8 @@ class QuotaStore:
         except OSError:
             self._quotas = before
             raise
+        finally:
+            self._changed()
 
     def describe(
         self, components: Sequence[ComponentFilter], strict: bool
@@ -186,6 +229,8 @@ class QuotaStore:
                 raise QuotaError(f"unknown match type {c.match_type}")
             if c.entity_type not in ENTITY_TYPES:
                 raise QuotaError(f"unsupported entity type {c.entity_type!r}")
+            if c.entity_type == TENANT and c.match_type == MATCH_DEFAULT:
+                raise QuotaError("tenants have no default entity: match a tenant exactly or any tenant")
             wanted[c.entity_type] = c
         found = []
         for entity, values in self._quotas.items():
@@ -200,7 +245,7 @@ class QuotaStore:
         if self.path is None:
             return
         data = {
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if any(map(is_tenant, self._quotas)) else 1,
             "quotas": [
                 {"entity": [{"type": t, "name": n} for t, n in entity], "values": values}
                 for entity, values in self._quotas.items()
@@ -211,12 +256,13 @@ class QuotaStore:
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_bytes())
-            if data.get("version") != FORMAT_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise QuotaError(f"unsupported quota file version {data.get('version')!r}")
             for item in data["quotas"]:
                 entity = make_entity((c["type"], c["name"]) for c in item["entity"])
                 values = {str(k): float(v) for k, v in item["values"].items()}
                 for k, v in values.items():
+                    check_key(entity, k)
                     check_value(k, v)
                 if values:
                     self._quotas[entity] = values

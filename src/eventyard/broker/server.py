@@ -11,6 +11,7 @@ import logging
 import ssl
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -217,39 +218,89 @@ class Server:
         self.ports: dict[str, int] = {}  # security protocol -> bound port
         self.connections: set[Connection] = set()
         self.workers: set[asyncio.Task[None]] = set()
+        self._outage: asyncio.Task[None] | None = None  # an injected broker failure in progress
 
     async def start(self) -> None:
         self.broker = Broker(self.config)
         broker = self.broker
-        loop = asyncio.get_running_loop()
-        for listener in self.config.all_listeners():
-            context = None
-            if listener.tls:
-                if self.config.tls is None:
-                    raise ValueError(f"the {listener.protocol} listener needs a TLS certificate and key")
-                context = tls_context(self.config.tls)
-            server = await loop.create_server(
-                lambda listener=listener: Connection(
-                    broker, self.connections, self.workers, listener, self.ports[listener.protocol]
-                ),
-                listener.host,
-                listener.port,
-                ssl=context,
-                reuse_address=True,
-                backlog=1024,
-                start_serving=False,
-            )
-            self.ports[listener.protocol] = int(server.sockets[0].getsockname()[1])
-            self._servers.append(server)
-            log.info(
-                "listening on %s://%s:%d", listener.protocol, listener.host, self.ports[listener.protocol]
-            )
-        for server in self._servers:
-            await server.start_serving()
+        broker.attach_network(self)
+        await self._listen(broker)
         if self.config.port == 0:
             self.config = replace(self.config, port=self.port)
             broker.config = self.config
         broker.start()
+
+    async def _listen(self, broker: Broker) -> None:
+        """Open every listener: on its configured port the first time, on the same bound port after
+        an injected failure."""
+        loop = asyncio.get_running_loop()
+        servers = []
+        try:
+            for listener in self.config.all_listeners():
+                context = None
+                if listener.tls:
+                    if self.config.tls is None:
+                        raise ValueError(f"the {listener.protocol} listener needs a TLS certificate and key")
+                    context = tls_context(self.config.tls)
+                server = await loop.create_server(
+                    lambda listener=listener: Connection(
+                        broker, self.connections, self.workers, listener, self.ports[listener.protocol]
+                    ),
+                    listener.host,
+                    self.ports.get(listener.protocol, listener.port),
+                    ssl=context,
+                    reuse_address=True,
+                    backlog=1024,
+                    start_serving=False,
+                )
+                servers.append(server)
+                self.ports[listener.protocol] = int(server.sockets[0].getsockname()[1])
+                log.info(
+                    "listening on %s://%s:%d", listener.protocol, listener.host, self.ports[listener.protocol]
+                )
+        except BaseException:
+            for server in servers:
+                server.close()
+            raise
+        self._servers = servers
+        for server in self._servers:
+            await server.start_serving()
+
+    # --- what the broker may ask of its network (eventyard.broker.faults.Network) ---
+
+    def fail(self, duration_s: float) -> None:
+        """An injected broker failure: once the current answer is written (this runs after the
+        handler returns, and the answer is written before the connection's task yields), close
+        the listeners and every connection, and listen again after `duration_s`."""
+        if self._outage is None or self._outage.done():
+            self._outage = asyncio.get_running_loop().create_task(self._go_down(duration_s))
+
+    async def _go_down(self, duration_s: float) -> None:
+        await asyncio.sleep(0)  # let the requesting connection write its answer first
+        for server in self._servers:
+            server.close()
+        self._servers = []
+        for conn in list(self.connections):
+            conn.close()  # a transport's close still sends what is already written
+        await asyncio.sleep(duration_s)
+        assert self.broker is not None
+        while True:
+            try:
+                await self._listen(self.broker)
+                break
+            except OSError as exc:  # the port is not free yet: keep trying, it is ours
+                log.warning("cannot listen again after the injected failure (%s): retrying", exc)
+                await asyncio.sleep(0.5)
+        log.warning("injected failure over: listening again")
+
+    def close_connections(self, which: Callable[[Session], bool], reason: str) -> None:
+        def close() -> None:
+            for conn in list(self.connections):
+                if conn.session is not None and which(conn.session):
+                    log.info("closing %s (%s): %s", conn.peer, conn.session.principal, reason)
+                    conn.close()
+
+        asyncio.get_running_loop().call_soon(close)
 
     @property
     def port(self) -> int:
@@ -257,6 +308,9 @@ class Server:
         return self.ports["PLAINTEXT"]
 
     async def stop(self) -> None:
+        if self._outage is not None:
+            self._outage.cancel()
+            await asyncio.gather(self._outage, return_exceptions=True)
         for server in self._servers:
             server.close()
         for conn in list(self.connections):

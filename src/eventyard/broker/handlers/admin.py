@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from eventyard.broker.config import TOPIC_CONFIGS, invalid_topic_config
@@ -44,8 +45,10 @@ def create_topic(
     replication_factor: int,
     configs: dict[str, str | None],
     validate_only: bool = False,
+    planned: Sequence[tuple[str, int]] = (),
 ) -> tuple[ErrorCode, str | None]:
-    """Check and create a topic; the error and its message (NONE, None on success)."""
+    """Check and create a topic; the error and its message (NONE, None on success). `planned` are
+    the topics a validate-only request has validated before this one, counted as if created."""
     problem = invalid_topic_name(name)
     if problem:
         return ErrorCode.INVALID_TOPIC_EXCEPTION, problem
@@ -61,6 +64,9 @@ def create_topic(
         problem = invalid_topic_config(key, value)
         if problem:
             return ErrorCode.INVALID_CONFIG, problem
+    problem = broker.tenants.partition_problem([*planned, (name, partitions)])
+    if problem:
+        return ErrorCode.POLICY_VIOLATION, problem
     if not validate_only:
         try:
             broker.topics.create(name, partitions, {k: v for k, v in configs.items() if v is not None})
@@ -76,6 +82,7 @@ async def create_topics(
 ) -> CreateTopicsResponse:
     results = []
     seen: set[str] = set()
+    planned: list[tuple[str, int]] = []  # validate_only: what would have been created so far
     # CREATE on the cluster allows every topic; otherwise CREATE on each topic is needed.
     on_cluster = broker.authorize(ctx, Operation.CREATE, ResourceType.CLUSTER, log_denied=False)
     for t in request.topics:
@@ -104,11 +111,14 @@ async def create_topics(
             t.replication_factor,
             {c.name: c.value for c in t.configs},
             request.validate_only,
+            planned,
         )
         result.error_code = error
         result.error_message = message
         if error != ErrorCode.NONE:
             continue
+        if request.validate_only:
+            planned.append((t.name, partitions if partitions > 0 else broker.config.num_partitions))
         topic = broker.topics.get(t.name)
         set_configs = {c.name: c.value for c in t.configs}
         result.num_partitions = len(topic.partitions) if topic else (partitions if partitions > 0 else 1)
@@ -160,6 +170,7 @@ async def delete_topics(
         result.name = topic.name
         result.topic_id = topic.id
         registry.delete(topic.name)
+        broker.tenants.invalidate()
     return DeleteTopicsResponse(responses=results)
 
 
@@ -168,6 +179,7 @@ async def create_partitions(
     broker: Broker, ctx: RequestContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse:
     results = []
+    planned: list[tuple[str, int]] = []  # validate_only: what would have been added so far
     for t in request.topics:
         result = CreatePartitionsTopicResult(name=t.name)
         results.append(result)
@@ -191,7 +203,13 @@ async def create_partitions(
             result.error_code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
             result.error_message = "one assignment is needed per new partition"
             continue
-        if not request.validate_only:
+        problem = broker.tenants.partition_problem([*planned, (t.name, t.count - current)])
+        if problem:
+            result.error_code, result.error_message = ErrorCode.POLICY_VIOLATION, problem
+            continue
+        if request.validate_only:
+            planned.append((t.name, t.count - current))
+        else:
             broker.topics.add_partitions(topic, t.count)
     return CreatePartitionsResponse(results=results)
 

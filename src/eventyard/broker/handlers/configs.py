@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventyard.broker.config import TOPIC_CONFIGS, invalid_topic_config
+from eventyard.broker.faults import FAILURE_CONFIGS, Failure, FaultError, parse
 from eventyard.broker.handlers import handles
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages.alter_configs_request import AlterConfigsRequest
@@ -19,7 +20,10 @@ from eventyard.protocol.messages.describe_configs_response import (
     DescribeConfigsResult,
     DescribeConfigsSynonym,
 )
-from eventyard.protocol.messages.incremental_alter_configs_request import IncrementalAlterConfigsRequest
+from eventyard.protocol.messages.incremental_alter_configs_request import (
+    AlterableConfig,
+    IncrementalAlterConfigsRequest,
+)
 from eventyard.protocol.messages.incremental_alter_configs_response import (
     AlterConfigsResourceResponse as IncrementalResourceResponse,
 )
@@ -139,8 +143,14 @@ def _apply(
     broker: Broker, resource_type: int, name: str, new: dict[str, str] | None, validate_only: bool
 ) -> tuple[ErrorCode, str | None]:
     """Replace a topic's configs with `new` after checking them (None: the error was found earlier)."""
+    if resource_type == BROKER:
+        assert new is not None
+        return _inject(broker, name, list(new.items()), validate_only)
     if resource_type != TOPIC:
-        return ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
+        return (
+            ErrorCode.INVALID_REQUEST,
+            "only topic configs and the broker's failure injection can be altered",
+        )
     topic = broker.topics.get(name)
     if topic is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
@@ -151,6 +161,30 @@ def _apply(
             return ErrorCode.INVALID_CONFIG, problem
     if not validate_only:
         broker.topics.set_configs(topic, new)
+    return ErrorCode.NONE, None
+
+
+def _inject(
+    broker: Broker, name: str, configs: list[tuple[str, str | None]], validate_only: bool
+) -> tuple[ErrorCode, str | None]:
+    """The broker's only alterable configs are failure injections (eventyard.broker.faults): check
+    them all, then inject them (unless validate_only); never stored."""
+    if name not in ("", str(broker.config.node_id)):
+        return ErrorCode.INVALID_REQUEST, f"no broker {name!r}: this is broker {broker.config.node_id}"
+    failures: list[Failure] = []
+    for key, value in configs:
+        if key not in FAILURE_CONFIGS:
+            allowed = " and ".join(FAILURE_CONFIGS)
+            return ErrorCode.INVALID_REQUEST, f"broker config {key!r} cannot be altered (only {allowed})"
+        try:
+            failure = parse(key, value)
+            broker.faults.check(failure)
+        except FaultError as exc:
+            return ErrorCode.INVALID_CONFIG, str(exc)
+        failures.append(failure)
+    if not validate_only:
+        for failure in failures:
+            broker.faults.inject(failure)
     return ErrorCode.NONE, None
 
 
@@ -183,6 +217,9 @@ async def incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse:
     responses = []
     for r in request.resources:
+        if r.resource_type == BROKER:
+            responses.append(_alter_broker(broker, ctx, r.resource_name, r.configs, request.validate_only))
+            continue
         topic = broker.topics.get(r.resource_name) if r.resource_type == TOPIC else None
         current = dict(topic.configs) if topic else {}
         error, message = ErrorCode.NONE, None
@@ -222,3 +259,20 @@ async def incremental_alter_configs(
             )
         )
     return IncrementalAlterConfigsResponse(responses=responses)
+
+
+def _alter_broker(
+    broker: Broker, ctx: RequestContext, name: str, configs: list[AlterableConfig], validate_only: bool
+) -> IncrementalResourceResponse:
+    """IncrementalAlterConfigs on the broker: SET of a failure injection."""
+    error, message = ErrorCode.NONE, None
+    denied = _denied(broker, ctx, Operation.ALTER_CONFIGS, BROKER, name)
+    if denied is not None:
+        error = denied
+    elif any(c.config_operation != SET for c in configs):
+        error, message = ErrorCode.INVALID_REQUEST, "failure injection takes the SET operation only"
+    else:
+        error, message = _inject(broker, name, [(c.name, c.value) for c in configs], validate_only)
+    return IncrementalResourceResponse(
+        error_code=error, error_message=message, resource_type=BROKER, resource_name=name
+    )

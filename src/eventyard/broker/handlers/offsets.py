@@ -105,6 +105,7 @@ async def delete_records(
                 continue
             try:
                 result.low_watermark = log.delete_records_before(max(offset, log.log_start_offset))
+                broker.tenants.invalidate()
             except StorageError:
                 result.error_code = ErrorCode.KAFKA_STORAGE_ERROR
         topics.append(DeleteRecordsTopicResult(name=t.name, partitions=partitions))

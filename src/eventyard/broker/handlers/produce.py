@@ -41,6 +41,7 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
         allowed = broker.authorize(ctx, Operation.WRITE, ResourceType.TOPIC, topic_data.name)
         topic = registry.get(topic_data.name)
         configs = registry.effective_configs(topic) if topic else {}
+        refused = broker.tenants.produce_problem(topic_data.name) if allowed and topic else None
         partition_responses = []
         for pdata in topic_data.partition_data:
             partition = registry.partition(topic_data.name, pdata.index)
@@ -54,6 +55,9 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
                 continue
             if not partition.online:
                 response.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                continue
+            if refused is not None:
+                response.error_code, response.error_message = ErrorCode.POLICY_VIOLATION, refused
                 continue
             if pdata.records is None:
                 response.error_code = ErrorCode.CORRUPT_MESSAGE
@@ -72,6 +76,7 @@ async def produce(broker: Broker, ctx: RequestContext, request: ProduceRequest) 
             response.log_start_offset = partition.log.log_start_offset
             if outcome.error == ErrorCode.NONE:
                 touched.append((partition, response))
+                broker.tenants.appended(topic_data.name, len(pdata.records))
         responses.append(TopicProduceResponse(name=topic_data.name, partition_responses=partition_responses))
     if touched:
         await _flush_as_configured(broker, touched)

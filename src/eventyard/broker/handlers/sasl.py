@@ -26,9 +26,11 @@ from eventyard.protocol.messages.sasl_authenticate_response import SaslAuthentic
 from eventyard.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from eventyard.protocol.messages.sasl_handshake_response import SaslHandshakeResponse
 from eventyard.security.acl import Operation, ResourceType
+from eventyard.security.credentials import Mechanism
 
 if TYPE_CHECKING:
     from eventyard.broker.broker import Broker, RequestContext
+    from eventyard.broker.session import Session
 
 
 @handles(17, 0, 1)
@@ -104,6 +106,14 @@ async def alter_user_scram_credentials(
             ]
         )
     results = broker.credentials.alter(request.deletions, request.upsertions, broker.now_ms())
+    deleted = {d.name for d in request.deletions}
+    losers = {r.user for r in results if r.error_code == ErrorCode.NONE and r.user in deleted}
+    if losers and broker.network is not None:
+        # Kafka leaves them open until they re-authenticate (connections.max.reauth.ms); here a
+        # deleted credential stops working at once, on connections already authenticated too.
+        broker.network.close_connections(
+            lambda session: _lost_credential(broker, session, losers), "its SCRAM credential was deleted"
+        )
     return AlterUserScramCredentialsResponse(
         results=[
             AlterUserScramCredentialsResult(
@@ -112,3 +122,14 @@ async def alter_user_scram_credentials(
             for r in results
         ]
     )
+
+
+def _lost_credential(broker: Broker, session: Session, users: set[str]) -> bool:
+    """Did the session authenticate with a credential that is gone? SCRAM: the user has none left
+    for the session's mechanism; PLAIN (checked against any of the user's credentials): none at all."""
+    sasl = session.sasl
+    if sasl is None or not sasl.authenticated or sasl.principal not in users:
+        return False
+    left = broker.credentials.credentials(sasl.principal)
+    mechanism = Mechanism.from_sasl_name(sasl.mechanism or "")
+    return not any(c.mechanism is mechanism for c in left) if mechanism is not None else not left
