@@ -3,6 +3,7 @@ client settings, the key -> partition function, topic set-up, feature probing, r
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -92,6 +93,8 @@ class Watermarks:
     """Asks for partitions' offset ranges on a connection of its own: on a consumer's connection
     the question would wait behind its long-polling fetch (a connection answers in order)."""
 
+    attempt_timeout = 3.0  # then ask again with fresh metadata: the partition's leader may have moved
+
     def __init__(self, config: Config, timeout: float = 15.0) -> None:
         self.timeout = timeout
         self._client = Consumer(
@@ -100,12 +103,26 @@ class Watermarks:
         self._lock = threading.Lock()
 
     def __call__(self, topic: str, partition: int) -> tuple[int, int]:
-        """(low, high): the first offset, and the offset the next record will get."""
+        """(low, high): the first offset, and the offset the next record will get.
+
+        When a broker is lost, librdkafka keeps sending this question to the partition's old leader
+        (until the timeout) or finds no leader (at once) for as long as its metadata is stale,
+        minutes: each failed attempt refreshes the metadata, until a new leader answers."""
+        deadline = time.monotonic() + self.timeout
         with self._lock:
-            low, high = self._client.get_watermark_offsets(
-                TopicPartition(topic, partition), self.timeout, cached=False
-            )
-        return int(low), int(high)
+            while True:
+                attempt = max(0.1, min(self.attempt_timeout, deadline - time.monotonic()))
+                try:
+                    low, high = self._client.get_watermark_offsets(
+                        TopicPartition(topic, partition), attempt, cached=False
+                    )
+                    return int(low), int(high)
+                except KafkaException as error:
+                    if error.args[0].fatal() or time.monotonic() >= deadline:
+                        raise
+                    with contextlib.suppress(KafkaException):
+                        self._client.list_topics(topic, timeout=attempt)  # updates the leaders it knows
+                    time.sleep(0.1)
 
     def close(self) -> None:
         with self._lock:
