@@ -12,6 +12,7 @@ Kafka's committed offsets are updated too, afterwards, only so that lag monitori
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +27,8 @@ from eventyard.toolkit.errors import ToolkitError, UnknownEventType
 from eventyard.toolkit.events import EventRegistry, RecordedEvent
 from eventyard.toolkit.kafka import Config, Watermarks, client_config
 from eventyard.toolkit.sql import Database, Transaction, connect
+
+log = logging.getLogger(__name__)
 
 OFFSETS_TABLE = "eventyard_projector_offsets"
 
@@ -124,7 +127,11 @@ class Projector:
         for message in messages:
             error = message.error()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise ToolkitError(f"consuming {self.topic}: {error.str()}")
+                if error.fatal():
+                    raise ToolkitError(f"consuming {self.topic}: {error.str()}")
+                # librdkafka reports a lost broker and the like here, and recovers by itself.
+                log.warning("projection of %s: %s", self.topic, error.str())
+                continue
             position = self._positions.get(message.partition(), -1)
             if (
                 error is None

@@ -19,6 +19,7 @@ What one `publish` guarantees
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -106,19 +107,19 @@ class EventPublisher:
         # batch) and, with transactions, one transaction open at a time.
         try:
             with self._lock:
+                if self.transactional:
+                    self._producer.begin_transaction()
                 try:
-                    if self.transactional:
-                        self._producer.begin_transaction()
                     for i, (value, headers) in enumerate(encoded):
                         self._producer.produce(
                             topic, value, key.encode(), partition, delivered(i), headers=headers
                         )
+                except BaseException:
                     if self.transactional:
-                        self._producer.commit_transaction(self.timeout)  # flushes, then commits
-                except KafkaException as error:
-                    if self.transactional and error.args[0].txn_requires_abort():
-                        self._producer.abort_transaction(self.timeout)
+                        self._abort()
                     raise
+                if self.transactional:
+                    self._commit()
             self._wait(done)
         except KafkaException as error:
             raise PublishError(error.args[0].str(), _deliveries(results)) from None
@@ -129,6 +130,27 @@ class EventPublisher:
             reason = failed[0].str() if failed else "no acknowledgement before the timeout"
             raise PublishError(reason, _deliveries(results))
         return _deliveries(results)
+
+    def _commit(self) -> None:
+        """Commit the open transaction (librdkafka flushes first). A retriable failure leaves the
+        outcome unknown until a retry answers, so retry it; any other failure aborts, so that no
+        transaction stays open to make every later publish fail."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and not error.txn_requires_abort() and time.monotonic() < deadline:
+                    continue
+                if not error.fatal():
+                    self._abort()
+                raise
+
+    def _abort(self) -> None:
+        with contextlib.suppress(KafkaException):  # a fatal or fenced producer cannot abort
+            self._producer.abort_transaction(self.timeout)
 
     def _wait(self, done: threading.Event) -> None:
         # Not flush(): under load from other threads the queue may never be empty.
