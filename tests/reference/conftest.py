@@ -46,3 +46,15 @@ def kafka(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """One single-node Kafka shared by the session's tests (each uses its own topics)."""
     with KafkaReference(tmp_path_factory.mktemp("kafka"), partitions=3, libs=kafka_libs) as node:
         yield node
+
+
+SASL_USERS = {"admin": "admin-secret", "bob": "bob-secret"}
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaReference]:
+    """One single-node Kafka with only a SASL_PLAINTEXT client listener and the StandardAuthorizer:
+    `admin` is the super user, `bob` a user with no ACLs (tests grant what they need)."""
+    work_dir = tmp_path_factory.mktemp("kafka-sasl")
+    with KafkaReference(work_dir, partitions=1, libs=kafka_libs, sasl_users=SASL_USERS) as node:
+        yield node

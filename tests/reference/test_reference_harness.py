@@ -9,9 +9,21 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
+from eventyard.protocol.messages.metadata_request import MetadataRequest
 from eventyard.testing.kafka_reference import (
     DEFAULT_VERSION,
     KafkaCluster,
@@ -235,4 +247,110 @@ def wait_for_full_isr(cluster: KafkaCluster, topic_name: str, timeout: float = 1
         if all(len(p.isrs) == 3 for p in partitions.values()):
             return
         assert time.monotonic() < deadline, {p.id: p.isrs for p in partitions.values()}
+        time.sleep(1)
+
+
+# SASL: a SASL_PLAINTEXT listener with SCRAM users bootstrapped at format time, and the
+# StandardAuthorizer refusing whatever no ACL allows.
+
+
+def sasl_errors(config: dict[str, str], topic: str) -> tuple[list[KafkaError], list[KafkaError]]:
+    """Produce one record with `config`: the client-level errors (error_cb) and the delivery errors."""
+    client_errors: list[KafkaError] = []
+    delivery: list[KafkaError] = []
+    producer = Producer({**config, "message.timeout.ms": 15000, "error_cb": client_errors.append})
+
+    def report(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            delivery.append(err)
+
+    producer.produce(topic, value=b"v", on_delivery=report)
+    producer.flush(30)
+    return client_errors, delivery
+
+
+@pytest.mark.reference
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_sasl_admin_produces_and_consumes(
+    kafka_sasl: KafkaReference, topic_name: str, mechanism: str
+) -> None:
+    config = kafka_sasl.client_config("admin", mechanism)
+    assert (
+        config["security.protocol"] == "SASL_PLAINTEXT" and kafka_sasl.security_protocol == "SASL_PLAINTEXT"
+    )
+    producer = Collector(
+        kafka_sasl.bootstrap, acks="all", **{k: v for k, v in config.items() if k != "bootstrap.servers"}
+    )
+    producer.send(topic_name, values(0, 20))
+    producer.flush()
+    assert sorted(read_log_as(config, topic_name)) == values(0, 20)
+
+
+def read_log_as(config: dict[str, str], topic: str) -> list[bytes]:
+    consumer = Consumer({**config, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    seen: list[bytes] = []
+    try:
+        poll_until(consumer, seen, 20)
+    finally:
+        consumer.close()
+    return seen
+
+
+@pytest.mark.reference
+@pytest.mark.timeout(300)
+def test_sasl_wrong_password_is_refused(kafka_sasl: KafkaReference, topic_name: str) -> None:
+    config = {**kafka_sasl.client_config("admin"), "sasl.password": "not-the-secret"}
+    client_errors, delivery = sasl_errors(config, topic_name)
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in client_errors), client_errors
+    assert delivery and all(e.code() != KafkaError.NO_ERROR for e in delivery)
+
+
+@pytest.mark.reference
+@pytest.mark.timeout(300)
+def test_sasl_plaintext_client_is_not_served(kafka_sasl: KafkaReference) -> None:
+    with WireClient(kafka_sasl.host, kafka_sasl.port) as client, pytest.raises((ConnectionError, OSError)):
+        client.request(ApiVersionsRequest(), 0)
+        client.request(MetadataRequest(topics=[]), 12)  # unauthenticated: the broker hangs up
+
+
+@pytest.mark.reference
+@pytest.mark.timeout(300)
+def test_sasl_user_without_acls_is_refused_until_granted(kafka_sasl: KafkaReference, topic_name: str) -> None:
+    admin = AdminClient(kafka_sasl.client_config())
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(60)
+    _, delivery = sasl_errors(kafka_sasl.client_config("bob"), topic_name)
+    assert [e.code() for e in delivery] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+    grant = AclBinding(
+        ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:bob", "*",
+        AclOperation.WRITE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    admin.create_acls([grant])[grant].result(30)
+    deadline = time.monotonic() + 60  # ACLs reach the broker through the metadata log
+    while True:
+        client_errors, delivery = sasl_errors(kafka_sasl.client_config("bob", "SCRAM-SHA-256"), topic_name)
+        if not delivery:
+            break
+        assert time.monotonic() < deadline, delivery
+        time.sleep(1)
+    assert not [e for e in client_errors if e.code() == KafkaError._AUTHENTICATION]
+
+
+@pytest.mark.reference
+@pytest.mark.timeout(300)
+def test_sasl_scram_user_created_at_run_time(kafka_sasl: KafkaReference, topic_name: str) -> None:
+    admin = AdminClient(kafka_sasl.client_config())
+    upsert = UserScramCredentialUpsertion(
+        "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"carol-secret"
+    )
+    admin.alter_user_scram_credentials([upsert])["carol"].result(30)
+    config = {**kafka_sasl.client_config("bob"), "sasl.username": "carol", "sasl.password": "carol-secret"}
+    deadline = time.monotonic() + 60
+    while True:  # authenticated, then refused by the authorizer (no ACLs): the credential works
+        client_errors, delivery = sasl_errors(config, topic_name)
+        if [e.code() for e in delivery] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]:
+            break
+        assert time.monotonic() < deadline, (client_errors, delivery)
         time.sleep(1)

@@ -2,8 +2,10 @@
 
 `KafkaReference` is one combined broker+controller node; `KafkaCluster` is three of them sharing a
 quorum. Both mirror `BrokerProcess`: `.bootstrap`, `start()`, `stop()`, `kill()`, `restart(kill=...)`,
-and work as context managers. The jars come from `scripts/fetch-kafka.sh` (Maven Central, into
-`.cache/kafka/<version>/libs`); a JDK 17 or newer runs them.
+and work as context managers. `sasl_users={"admin": "secret"}` makes the client listener
+SASL_PLAINTEXT (SCRAM-SHA-256/512, PLAIN) with the StandardAuthorizer on. The jars come from
+`scripts/fetch-kafka.sh` (Maven Central, into `.cache/kafka/<version>/libs`); a JDK 17 or newer
+runs them.
 """
 
 from __future__ import annotations
@@ -158,6 +160,26 @@ def _properties(values: Mapping[str, object]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
+SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+
+def sasl_client_config(
+    bootstrap: str, users: Mapping[str, str], user: str | None, mechanism: str = "SCRAM-SHA-512"
+) -> dict[str, str]:
+    """confluent-kafka settings for `bootstrap`: plain when there are no users, else SASL as `user`."""
+    if not users:
+        return {"bootstrap.servers": bootstrap}
+    if user is None or user not in users:
+        raise ValueError(f"unknown SASL user {user!r}")
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": users[user],
+    }
+
+
 class KafkaReference:
     """One Kafka node, broker and KRaft controller in one JVM, on free loopback ports.
 
@@ -183,13 +205,24 @@ class KafkaReference:
         node_id: int = 1,
         cluster_id: str | None = None,
         voters: str | None = None,
+        sasl_users: Mapping[str, str] | None = None,
+        admin_user: str | None = None,
+        plaintext: bool = False,
+        plaintext_port: int = 0,
     ) -> None:
         self._own_dir = work_dir is None
         self.work_dir = Path(tempfile.mkdtemp(prefix="kafka-ref-")) if work_dir is None else work_dir
         self.host = host
-        spare = free_ports(2, host)
+        spare = free_ports(3, host)
         self.port = port or spare[0]
         self.controller_port = controller_port or spare[1]
+        # SASL: `port` becomes a SASL_PLAINTEXT listener (see sasl_properties); `plaintext` keeps a
+        # PLAINTEXT one beside it on `plaintext_port`, as an admin port (User:ANONYMOUS is a super user).
+        self.sasl_users = dict(sasl_users or {})
+        self.admin_user = admin_user or next(iter(self.sasl_users), None)
+        if self.admin_user is not None and self.admin_user not in self.sasl_users:
+            raise ValueError(f"admin_user {self.admin_user!r} is not one of sasl_users")
+        self.plaintext_port = (plaintext_port or spare[2]) if self.sasl_users and plaintext else None
         self.node_id = node_id
         self.cluster_id = cluster_id or new_cluster_id()
         self.version = version
@@ -208,6 +241,20 @@ class KafkaReference:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        """What the client listener on `port` speaks: SASL_PLAINTEXT when `sasl_users` are given."""
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    @property
+    def plaintext_bootstrap(self) -> str | None:
+        """The PLAINTEXT listener beside a SASL one (`plaintext=True`), else None."""
+        return None if self.plaintext_port is None else f"{self.host}:{self.plaintext_port}"
+
+    def client_config(self, user: str | None = None, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        """confluent-kafka settings to reach `port` as `user` (default: the admin user)."""
+        return sasl_client_config(self.bootstrap, self.sasl_users, user or self.admin_user, mechanism)
 
     @property
     def pid(self) -> int | None:
@@ -245,8 +292,47 @@ class KafkaReference:
             "share.coordinator.state.topic.min.isr": max(1, replication - 1),
             "group.initial.rebalance.delay.ms": 0,
         }
+        if self.sasl_users:
+            values.update(self.sasl_properties())
         values.update(self.extra_properties)
         return values
+
+    def sasl_properties(self) -> dict[str, object]:
+        """SASL_PLAINTEXT for clients (SCRAM-SHA-256/512, PLAIN), brokers and controllers, and the
+        StandardAuthorizer with nothing allowed where no ACL matches. Brokers and controllers log in
+        to each other as the admin with PLAIN, whose users sit in the JAAS line and so need no
+        metadata; SCRAM users live in the metadata log (bootstrapped by `format_storage`)."""
+        assert self.admin_user is not None
+        admin, secret = self.admin_user, self.sasl_users[self.admin_user]
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin}" password="{secret}" {plain_users};'
+        )
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        listeners = [f"SASL_PLAINTEXT://{self.host}:{self.port}"]
+        if self.plaintext_port is not None:
+            listeners.append(f"PLAINTEXT://{self.host}:{self.plaintext_port}")
+        super_users = [f"User:{admin}"] + (["User:ANONYMOUS"] if self.plaintext_port is not None else [])
+        return {
+            "listeners": ",".join([*listeners, f"CONTROLLER://{self.host}:{self.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
+            "listener.security.protocol.map": (
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            ),
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": ";".join(super_users),
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _write_config(self) -> tuple[Path, Path]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -283,6 +369,9 @@ class KafkaReference:
         if (self.data_dir / "meta.properties").exists():
             return
         args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config)]
+        for name, password in self.sasl_users.items():  # SCRAM users in the bootstrap metadata
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
         result = subprocess.run(self._java(log_config, *args), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
@@ -315,8 +404,10 @@ class KafkaReference:
 
     def metadata_brokers(self) -> set[int] | None:
         """The broker ids this node's Metadata lists as alive, or None if it does not answer yet."""
+        # On a SASL listener the probe logs in as the admin with PLAIN, which needs no metadata.
+        sasl = ("PLAIN", self.admin_user, self.sasl_users[self.admin_user]) if self.admin_user else None
         try:
-            with WireClient(self.host, self.port, timeout=5.0) as client:
+            with WireClient(self.host, self.port, timeout=5.0, sasl=sasl) as client:
                 response = client.request(MetadataRequest(topics=[]), 12, client_id="kafka-reference")
         except Exception as exc:  # refused, reset, half-started: all mean "not yet"
             self._last_error = f"{type(exc).__name__}: {exc}"
@@ -437,9 +528,14 @@ class KafkaCluster:
         properties: Mapping[str, object] | None = None,
         jvm_args: Iterable[str] = (),
         log_level: str = "INFO",
+        sasl_users: Mapping[str, str] | None = None,
+        admin_user: str | None = None,
+        plaintext: bool = False,
     ) -> None:
         self._own_dir = work_dir is None
         self.work_dir = Path(tempfile.mkdtemp(prefix="kafka-cluster-")) if work_dir is None else work_dir
+        self.sasl_users = dict(sasl_users or {})
+        self.admin_user = admin_user or next(iter(self.sasl_users), None)
         self.cluster_id = new_cluster_id()
         ports = free_ports(2 * n, host)
         client_ports, controller_ports = ports[:n], ports[n:]
@@ -460,6 +556,9 @@ class KafkaCluster:
                 node_id=i + 1,
                 cluster_id=self.cluster_id,
                 voters=voters,
+                sasl_users=sasl_users,
+                admin_user=admin_user,
+                plaintext=plaintext,
             )
             for i in range(n)
         ]
@@ -468,6 +567,21 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         """Every node, so that clients find the cluster whichever nodes are down."""
         return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def security_protocol(self) -> str:
+        return self.nodes[0].security_protocol
+
+    @property
+    def plaintext_bootstrap(self) -> str | None:
+        """Every node's PLAINTEXT listener beside its SASL one (`plaintext=True`), else None."""
+        if self.nodes[0].plaintext_port is None:
+            return None
+        return ",".join(f"{node.host}:{node.plaintext_port}" for node in self.nodes)
+
+    def client_config(self, user: str | None = None, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        """confluent-kafka settings to reach every node as `user` (default: the admin user)."""
+        return sasl_client_config(self.bootstrap, self.sasl_users, user or self.admin_user, mechanism)
 
     def node(self, node_id: int) -> KafkaReference:
         return self.nodes[node_id - 1]
