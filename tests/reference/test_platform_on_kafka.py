@@ -43,7 +43,8 @@ from eventyard.platform.wire_admin import Connection
 from eventyard.protocol.error_codes import ErrorCode
 from eventyard.protocol.messages import alter_client_quotas_request as alter_quotas
 from eventyard.protocol.messages import describe_client_quotas_request as describe_quotas
-from eventyard.testing.kafka_reference import KafkaCluster, KafkaReference
+from eventyard.testing.kafka_cluster import KafkaCluster
+from eventyard.testing.kafka_reference import KafkaReference
 from eventyard.wire_client import WireClient
 
 pytestmark = [pytest.mark.reference, pytest.mark.timeout(600)]

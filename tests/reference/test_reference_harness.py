@@ -24,9 +24,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
 from eventyard.protocol.messages.metadata_request import MetadataRequest
+from eventyard.testing.kafka_cluster import KafkaCluster
 from eventyard.testing.kafka_reference import (
     DEFAULT_VERSION,
-    KafkaCluster,
     KafkaReference,
     KafkaReferenceUnavailable,
     fetch_kafka,

@@ -18,7 +18,8 @@ from typing import Generic, TypeVar
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from eventyard.testing.kafka_reference import KafkaCluster, KafkaReference
+from eventyard.testing.kafka_cluster import KafkaCluster
+from eventyard.testing.kafka_reference import KafkaReference
 from eventyard.testing.pytest_plugin import wait_for
 from eventyard.toolkit import Projector, PublishError, RecordedEvent, read_topic
 from examples.cart.app import CartService

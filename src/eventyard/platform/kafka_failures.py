@@ -19,7 +19,8 @@ from confluent_kafka.admin import AdminClient
 
 from eventyard.platform.errors import BadRequest, ClusterError, Conflict
 from eventyard.platform.failures import FailureInjector
-from eventyard.testing.kafka_reference import KafkaCluster, KafkaReference
+from eventyard.testing.kafka_cluster import KafkaCluster
+from eventyard.testing.kafka_reference import KafkaReference
 
 log = logging.getLogger(__name__)
 

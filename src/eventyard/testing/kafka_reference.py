@@ -1,8 +1,8 @@
 """A real Apache Kafka broker (KRaft) in child processes, as a reference to test and benchmark against.
 
-`KafkaReference` is one combined broker+controller node; `KafkaCluster` is three of them sharing a
-quorum. Both mirror `BrokerProcess`: `.bootstrap`, `start()`, `stop()`, `kill()`, `restart(kill=...)`,
-and work as context managers. `sasl_users={"admin": "secret"}` makes the client listener
+`KafkaReference` is one combined broker+controller node; `KafkaCluster` (kafka_cluster.py) is three
+of them sharing a quorum. Both mirror `BrokerProcess`: `.bootstrap`, `start()`, `stop()`, `kill()`,
+`restart(kill=...)`, and work as context managers. `sasl_users={"admin": "secret"}` makes the client listener
 SASL_PLAINTEXT (SCRAM-SHA-256/512, PLAIN) with the StandardAuthorizer on. The jars come from
 `scripts/fetch-kafka.sh` (Maven Central, into `.cache/kafka/<version>/libs`); a JDK 17 or newer
 runs them.
@@ -11,30 +11,50 @@ runs them.
 from __future__ import annotations
 
 import atexit
-import base64
-import functools
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from eventyard.protocol.messages.metadata_request import MetadataRequest
+from eventyard.testing.kafka_install import (
+    DEFAULT_VERSION,
+    FETCH_HINT,
+    MIN_JAVA,
+    KafkaReferenceUnavailable,
+    fetch_kafka,
+    fetch_script,
+    free_ports,
+    java_executable,
+    kafka_libs,
+    new_cluster_id,
+    repo_root,
+)
 from eventyard.wire_client import WireClient
 
-# Keep in step with <kafka.version> in tools/kafka-reference/pom.xml.
-DEFAULT_VERSION = "4.4.0"
-MIN_JAVA = 17  # Kafka 4.x brokers are built for Java 17
-FETCH_HINT = "run scripts/fetch-kafka.sh (needs a JDK 17+ and Maven; see docs/reference-broker.md)"
+__all__ = [  # the installation helpers are re-exported: callers import them from here
+    "DEFAULT_VERSION",
+    "FETCH_HINT",
+    "MIN_JAVA",
+    "KafkaReference",
+    "KafkaReferenceUnavailable",
+    "fetch_kafka",
+    "fetch_script",
+    "free_ports",
+    "java_executable",
+    "kafka_libs",
+    "new_cluster_id",
+    "repo_root",
+    "sasl_client_config",
+]
+
 
 # Kafka's own defaults for the broker's JVM (bin/kafka-run-class.sh), less the heap.
 _JVM_OPTS = (
@@ -67,93 +87,6 @@ def _kill_leftovers() -> None:
     for process in list(_live):
         if process.poll() is None:
             process.kill()
-
-
-class KafkaReferenceUnavailable(RuntimeError):
-    """Java, Maven or the Kafka jars are missing: the message says how to get them."""
-
-
-def repo_root() -> Path | None:
-    """The Eventyard checkout: the working directory or one above it, else this file's own tree."""
-    here = Path.cwd().resolve()
-    for candidate in [here, *here.parents, *Path(__file__).resolve().parents]:
-        if (candidate / "tools" / "kafka-reference" / "pom.xml").is_file():
-            return candidate
-    return None
-
-
-def fetch_script() -> Path:
-    root = repo_root()
-    if root is None:
-        raise KafkaReferenceUnavailable("no Eventyard checkout found (scripts/fetch-kafka.sh)")
-    return root / "scripts" / "fetch-kafka.sh"
-
-
-def kafka_libs(version: str = DEFAULT_VERSION) -> Path:
-    """The directory of Kafka's jars: $EVENTYARD_KAFKA_LIBS, else .cache/kafka/<version>/libs."""
-    override = os.environ.get("EVENTYARD_KAFKA_LIBS")
-    root = repo_root()
-    if override:
-        libs = Path(override)
-    elif root is not None:
-        libs = root / ".cache" / "kafka" / version / "libs"
-    else:
-        raise KafkaReferenceUnavailable(
-            f"no Eventyard checkout found for .cache/kafka/{version}: {FETCH_HINT}"
-        )
-    if not (libs / f"kafka_2.13-{version}.jar").is_file():
-        raise KafkaReferenceUnavailable(f"Kafka {version} jars not found in {libs}: {FETCH_HINT}")
-    return libs
-
-
-def fetch_kafka(version: str = DEFAULT_VERSION, timeout: float = 900.0) -> Path:
-    """Run scripts/fetch-kafka.sh (a no-op once the jars are cached) and return the libs directory."""
-    if shutil.which("bash") is None:
-        raise KafkaReferenceUnavailable("bash is needed to run scripts/fetch-kafka.sh")
-    result = subprocess.run(
-        ["bash", str(fetch_script()), version], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise KafkaReferenceUnavailable(f"scripts/fetch-kafka.sh {version} failed:\n{result.stderr.strip()}")
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-@functools.cache
-def java_executable() -> str:
-    """$JAVA_HOME/bin/java, else `java` on the PATH; it must be Java 17 or newer."""
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if java is None or not Path(java).is_file():
-        raise KafkaReferenceUnavailable(
-            f"java not found (JAVA_HOME or the PATH): the Kafka broker needs a JDK {MIN_JAVA}+ "
-            f"(Debian: apt-get install openjdk-17-jdk-headless); then {FETCH_HINT}"
-        )
-    banner = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
-    match = re.search(r'version "(?:1\.)?(\d+)', banner)
-    major = int(match.group(1)) if match else 0
-    if major < MIN_JAVA:
-        raise KafkaReferenceUnavailable(f"{java} is Java {major or '?'}: Kafka 4.x needs Java {MIN_JAVA}+")
-    return java
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports: all bound at once, so none is handed out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def new_cluster_id() -> str:
-    """A Kafka Uuid as Kafka prints it: 16 random bytes, URL-safe base64, no padding."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):  # Kafka avoids these too: they read as command-line flags
-            return text
 
 
 def _properties(values: Mapping[str, object]) -> str:
@@ -498,131 +431,6 @@ class KafkaReference:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> KafkaReference:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class KafkaCluster:
-    """`n` combined broker+controller nodes sharing one KRaft quorum (n voters): with n=3 the
-    cluster keeps its quorum and, with min.insync.replicas=2, accepts acks=all writes while any one
-    node is down. Replication factor defaults to min(3, n); nodes are `cluster.nodes[i]`."""
-
-    def __init__(
-        self,
-        n: int = 3,
-        work_dir: Path | None = None,
-        *,
-        partitions: int = 1,
-        host: str = "127.0.0.1",
-        heap: str = "512m",
-        version: str = DEFAULT_VERSION,
-        libs: Path | None = None,
-        properties: Mapping[str, object] | None = None,
-        jvm_args: Iterable[str] = (),
-        log_level: str = "INFO",
-        sasl_users: Mapping[str, str] | None = None,
-        admin_user: str | None = None,
-        plaintext: bool = False,
-    ) -> None:
-        self._own_dir = work_dir is None
-        self.work_dir = Path(tempfile.mkdtemp(prefix="kafka-cluster-")) if work_dir is None else work_dir
-        self.sasl_users = dict(sasl_users or {})
-        self.admin_user = admin_user or next(iter(self.sasl_users), None)
-        self.cluster_id = new_cluster_id()
-        ports = free_ports(2 * n, host)
-        client_ports, controller_ports = ports[:n], ports[n:]
-        voters = ",".join(f"{i + 1}@{host}:{port}" for i, port in enumerate(controller_ports))
-        self.nodes = [
-            KafkaReference(
-                self.work_dir / f"node-{i + 1}",
-                partitions=partitions,
-                host=host,
-                port=client_ports[i],
-                controller_port=controller_ports[i],
-                heap=heap,
-                version=version,
-                libs=libs,
-                properties=properties,
-                jvm_args=jvm_args,
-                log_level=log_level,
-                node_id=i + 1,
-                cluster_id=self.cluster_id,
-                voters=voters,
-                sasl_users=sasl_users,
-                admin_user=admin_user,
-                plaintext=plaintext,
-            )
-            for i in range(n)
-        ]
-
-    @property
-    def bootstrap(self) -> str:
-        """Every node, so that clients find the cluster whichever nodes are down."""
-        return ",".join(node.bootstrap for node in self.nodes)
-
-    @property
-    def security_protocol(self) -> str:
-        return self.nodes[0].security_protocol
-
-    @property
-    def plaintext_bootstrap(self) -> str | None:
-        """Every node's PLAINTEXT listener beside its SASL one (`plaintext=True`), else None."""
-        if self.nodes[0].plaintext_port is None:
-            return None
-        return ",".join(f"{node.host}:{node.plaintext_port}" for node in self.nodes)
-
-    def client_config(self, user: str | None = None, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
-        """confluent-kafka settings to reach every node as `user` (default: the admin user)."""
-        return sasl_client_config(self.bootstrap, self.sasl_users, user or self.admin_user, mechanism)
-
-    def node(self, node_id: int) -> KafkaReference:
-        return self.nodes[node_id - 1]
-
-    def start(self, timeout: float = 180.0) -> KafkaCluster:
-        """Start every node at once (a quorum needs a majority) and wait until all are brokers."""
-        deadline = time.monotonic() + timeout
-        try:
-            for node in self.nodes:
-                node.format_storage()
-            for node in self.nodes:
-                node.launch()
-            for node in self.nodes:
-                node.wait_ready(max(1.0, deadline - time.monotonic()), brokers=len(self.nodes))
-        except BaseException:
-            self.stop(timeout=5)
-            raise
-        return self
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM every node together: one by one, the last nodes would wait for a lost quorum."""
-        for node in self.nodes:
-            node.terminate()
-        deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            node.wait(max(0.1, deadline - time.monotonic()))
-
-    def kill(self) -> None:
-        for node in self.nodes:
-            node.kill()
-
-    def restart(self, kill: bool = False) -> KafkaCluster:
-        self.kill() if kill else self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaCluster:
         try:
             return self.start()
         except BaseException:
