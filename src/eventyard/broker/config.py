@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventyard.coordinator.group import GroupConfig
+from eventyard.security.credentials import DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS
 from eventyard.storage.base import CompactionConfig, LogConfig
 
 LONG_MAX = 9223372036854775807
@@ -139,6 +140,55 @@ class Listener:
         return cls(protocol.upper(), host.strip("[]") or "0.0.0.0", int(port))
 
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_SCRAM_FORM = "MECHANISM=[name=NAME,password=PASSWORD(,iterations=N)]"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ScramUser:
+    """A SCRAM credential to install at start (Kafka's `kafka-storage format --add-scram`)."""
+
+    mechanism: str  # SCRAM-SHA-256 or SCRAM-SHA-512
+    name: str
+    password: str
+    iterations: int = DEFAULT_ITERATIONS
+
+    def __repr__(self) -> str:  # never the password, in a log or a traceback
+        return f"ScramUser({self.mechanism}, {self.name!r}, iterations={self.iterations})"
+
+    @classmethod
+    def parse(cls, text: str) -> ScramUser:
+        """`SCRAM-SHA-512=[name=admin,password=secret]`, values optionally in double quotes (to hold
+        a comma or a bracket), `iterations=` optional: Kafka's syntax, so its scripts carry over."""
+        mechanism, sep, rest = text.partition("=")
+        if not sep or not rest.startswith("[") or not rest.endswith("]"):
+            raise ValueError(f"expected {_SCRAM_FORM}")
+        if mechanism.upper() not in SCRAM_MECHANISMS:
+            raise ValueError(f"unknown mechanism {mechanism!r}: one of {', '.join(SCRAM_MECHANISMS)}")
+        fields: dict[str, str] = {}
+        body = rest[1:-1]
+        while body:
+            key, eq, body = body.partition("=")
+            if not eq or key not in ("name", "password", "iterations") or key in fields:
+                raise ValueError(f"unknown or repeated key {key!r}: expected {_SCRAM_FORM}")
+            if body.startswith('"'):
+                value, quote, body = body[1:].partition('"')
+                if not quote or not (body == "" or body.startswith(",")):
+                    raise ValueError(f"badly quoted value of {key!r}: expected {_SCRAM_FORM}")
+                body = body[1:]
+            else:
+                value, _, body = body.partition(",")
+            fields[key] = value
+        if not fields.get("name") or not fields.get("password"):
+            raise ValueError(f"a non-empty name and password are required: {_SCRAM_FORM}")
+        iterations = fields.get("iterations", str(DEFAULT_ITERATIONS))
+        if not iterations.isdigit() or not MIN_ITERATIONS <= int(iterations) <= MAX_ITERATIONS:
+            raise ValueError(
+                f"iterations must be from {MIN_ITERATIONS} to {MAX_ITERATIONS}, got {iterations!r}"
+            )
+        return cls(mechanism.upper(), fields["name"], fields["password"], int(iterations))
+
+
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     cert_file: Path
@@ -167,6 +217,8 @@ class BrokerConfig:
     # ACLs are enforced only with the authorizer on; super users ("User:admin") bypass them.
     authorizer: bool = False
     super_users: tuple[str, ...] = ()
+    # SCRAM credentials `eventyard serve` installs at start when missing or different (--add-scram).
+    scram_users: tuple[ScramUser, ...] = ()
 
     @property
     def advertised(self) -> str:

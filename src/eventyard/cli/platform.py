@@ -98,3 +98,41 @@ def serve(
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level.lower())
     server = uvicorn.Server(config)
     server.run()
+
+
+@platform.command()
+@click.option(
+    "--data-dir",
+    default="./platform-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The broker's logs, the control plane's store and the generated secrets.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the dashboard and API.")
+@click.option(
+    "--port", default=8080, show_default=True, type=int, help="Port of the dashboard and API (0: any)."
+)
+@click.option("--kafka-host", default="127.0.0.1", show_default=True, help="Address of the SASL listener.")
+@click.option(
+    "--kafka-port", default=9092, show_default=True, type=int, help="Port of the SASL listener (0: any)."
+)
+@click.option(
+    "--token",
+    envvar="EVENTYARD_PLATFORM_TOKEN",
+    help="Operator token (default: generated, kept in --data-dir).",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def up(
+    data_dir: Path, host: str, port: int, kafka_host: str, kafka_port: int, token: str | None, log_level: str
+) -> None:
+    """A local platform in one command: a broker (SASL/SCRAM, ACLs on) and the control plane with its
+    dashboard, until Ctrl-C or SIGTERM. Restarting on the same --data-dir keeps everything."""
+    from eventyard.cli.platform_up import Up
+
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        Up(data_dir, host, port, kafka_host, kafka_port, token, log_level.lower()).run()
+    except (OSError, ValueError) as exc:  # a port in use, an unreadable data directory
+        raise click.ClickException(str(exc)) from None

@@ -11,8 +11,26 @@ from pathlib import Path
 
 import click
 
-from eventyard.broker.config import BrokerConfig, Listener, TlsConfig
+from eventyard.broker.config import BrokerConfig, Listener, ScramUser, TlsConfig
 from eventyard.broker.server import Server
+from eventyard.security.credentials import CredentialStore, Mechanism
+
+log = logging.getLogger("eventyard")
+
+
+def install_scram_users(store: CredentialStore, users: tuple[ScramUser, ...]) -> None:
+    """--add-scram: each credential is set unless the store already holds it, so restarts with the
+    same option keep the stored salt; a different password replaces the stored one."""
+    for user in users:
+        mechanism = Mechanism.from_sasl_name(user.mechanism)
+        assert mechanism is not None  # ScramUser.parse checked it
+        if store.ensure_password(user.name, mechanism, user.password, iterations=user.iterations):
+            log.info("stored the %s credential of %s", user.mechanism, user.name)
+
+
+def credential_file(data_dir: Path) -> Path:
+    """Where a broker with this data directory keeps its SCRAM credentials."""
+    return data_dir / "users.json"
 
 
 def _install_loop() -> None:
@@ -26,6 +44,10 @@ def _install_loop() -> None:
 async def run(config: BrokerConfig, started: float) -> None:
     server = Server(config)
     await server.start()
+    if config.data_dir is None and server.broker is not None:
+        # In memory there is no file to seed before the start: the listeners opened a moment ago,
+        # but nobody has been told the broker is ready yet.
+        install_scram_users(server.broker.credentials, config.scram_users)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,7 +64,7 @@ async def run(config: BrokerConfig, started: float) -> None:
         flush=True,
     )
     await stop.wait()
-    logging.getLogger("eventyard").info("shutting down")
+    log.info("shutting down")
     await server.stop()
 
 
@@ -123,6 +145,14 @@ async def run(config: BrokerConfig, started: float) -> None:
     metavar="PRINCIPAL",
     help="A principal that bypasses ACLs, such as User:admin or User:ANONYMOUS (repeatable).",
 )
+@click.option(
+    "--add-scram",
+    "scram_users",
+    multiple=True,
+    metavar="MECHANISM=[name=NAME,password=PASSWORD]",
+    help="Store this SCRAM credential at start unless it is there already, such as "
+    "'SCRAM-SHA-512=[name=admin,password=secret]' (repeatable; Kafka's format --add-scram syntax).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="EVENTYARD_LOG_LEVEL")
 def serve(
     host: str,
@@ -140,6 +170,7 @@ def serve(
     tls_ca: Path | None,
     authorizer: bool,
     super_users: tuple[str, ...],
+    scram_users: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run a Kafka-compatible broker."""
@@ -171,12 +202,16 @@ def serve(
         kind, colon, name = principal.partition(":")
         if not (kind and colon and name):
             raise click.BadParameter(f"expected Type:name, got {principal!r}", param_hint="--super-user")
+    try:
+        bootstrap_users = tuple(ScramUser.parse(text) for text in scram_users)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--add-scram") from None
     if authorizer and not super_users:
-        logging.getLogger("eventyard").warning(
+        log.warning(
             "--authorizer without --super-user: only stored ACLs with ALTER on the cluster can manage ACLs"
         )
     elif super_users and not authorizer:
-        logging.getLogger("eventyard").warning("--super-user has no effect without --authorizer")
+        log.warning("--super-user has no effect without --authorizer")
     config = BrokerConfig(
         host=host,
         port=port,
@@ -190,6 +225,13 @@ def serve(
         tls=tls,
         authorizer=authorizer,
         super_users=super_users,
+        scram_users=bootstrap_users,
     )
+    if bootstrap_users and config.data_dir is not None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            install_scram_users(CredentialStore(credential_file(config.data_dir)), bootstrap_users)
+        except ValueError as exc:  # an unreadable credential file
+            raise click.ClickException(str(exc)) from None
     _install_loop()
     asyncio.run(run(config, started))

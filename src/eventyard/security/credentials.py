@@ -25,6 +25,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -269,6 +270,18 @@ class CredentialStore:
         salted = salt_password(mechanism, password.encode(), salt, iterations)
         return self.upsert(user, mechanism, salt, iterations, salted, expires_at_ms=expires_at_ms)
 
+    def ensure_password(
+        self, user: str, mechanism: Mechanism, password: str, *, iterations: int = DEFAULT_ITERATIONS
+    ) -> bool:
+        """Make password the user's credential for the mechanism unless the newest valid one already
+        is (same iterations): bootstrapping at every start then leaves the file and salt alone.
+        True when it changed something."""
+        current = self.valid(user, mechanism, _now_ms())
+        if current and current[0].iterations == iterations and current[0].matches_password(password.encode()):
+            return False
+        self.set_password(user, mechanism, password, iterations=iterations)
+        return True
+
     def rotate(
         self,
         user: str,
@@ -393,6 +406,10 @@ class CredentialStore:
             if isinstance(exc, CredentialStoreError):
                 raise
             raise CredentialStoreError(f"cannot read credential store {path}: {exc}") from exc
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _mechanism(value: int) -> Mechanism:
