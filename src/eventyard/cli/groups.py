@@ -7,137 +7,31 @@ Kafka cluster; the output follows Kafka's own kafka-consumer-groups tool where i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
-from datetime import datetime
+from contextlib import suppress
 from typing import Any
 
 import click
-from confluent_kafka import (
-    ConsumerGroupState,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+from eventyard.cli.cluster import TIMEOUT, Cluster, connection_options
+from eventyard.cli.groups_common import (
+    EARLIEST,
+    LATEST,
+    STATES_BY_NAME,
+    Key,
+    committed_offsets,
+    describe_group,
+    echo_table,
+    group_failures,
+    log_offsets,
+    protocol_type,
+    shown,
+    state_name,
 )
+from eventyard.cli.groups_reset import partitions_of, plan_reset, timestamp_ms, topic_spec
 
-# confluent_kafka.admin re-exports OffsetSpec without an __all__, which strict mypy does not count as export.
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
-
-from eventyard.cli.cluster import TIMEOUT, Cluster, connection_options, error_code, table
-
-_EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-
-# The state names Kafka uses on the wire and in its tools.
-_STATE_NAMES = {
-    ConsumerGroupState.STABLE: "Stable",
-    ConsumerGroupState.EMPTY: "Empty",
-    ConsumerGroupState.PREPARING_REBALANCING: "PreparingRebalance",
-    ConsumerGroupState.COMPLETING_REBALANCING: "CompletingRebalance",
-    ConsumerGroupState.DEAD: "Dead",
-    ConsumerGroupState.UNKNOWN: "Unknown",
-}
-_STATES_BY_NAME = {name: state for state, name in _STATE_NAMES.items()}
 # Offsets may only be rewritten while no consumer can overwrite them (Dead: the group does not exist yet).
 _IDLE = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD}
-
-# Broker answers meaning "the group has members": DeleteGroups says NON_EMPTY_GROUP, and a standalone
-# commit (what alter_consumer_group_offsets sends) to a group with members is refused with the others.
-_ACTIVE = {
-    KafkaError.NON_EMPTY_GROUP,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.REBALANCE_IN_PROGRESS,
-}
-# A topic deleted after the group committed to it: its row shows no end offset rather than failing.
-# (_NOENT: librdkafka's answer when none of the partitions asked about has a leader, say all are gone.)
-_GONE = {
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_TOPIC,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._NOENT,
-}
-
-Key = tuple[str, int]
-
-
-def _echo_table(rows: list[list[str]], indent: str = "") -> None:
-    for line in table(rows):
-        click.echo(indent + line)
-
-
-def _shown(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _state_name(description: Any) -> str:
-    return _STATE_NAMES.get(getattr(description, "state", ConsumerGroupState.UNKNOWN), "Unknown")
-
-
-def _protocol_type(description: Any) -> str:
-    # confluent-kafka only tells whether the protocol type is empty: a group that only ever had
-    # offsets committed for it (a "simple" group) rather than members joining with the consumer protocol.
-    return "" if description.is_simple_consumer_group else "consumer"
-
-
-@contextmanager
-def _group_failures(cluster: Cluster, doing: str, group: str, admin: AdminClient) -> Iterator[None]:
-    """Like Cluster.failures, with clearer messages for the broker's group errors."""
-    with cluster.failures(doing, admin):
-        try:
-            yield
-        except KafkaException as exc:
-            code = error_code(exc)
-            if code == KafkaError.GROUP_ID_NOT_FOUND:
-                raise click.ClickException(f"consumer group {group!r} does not exist") from exc
-            if code in _ACTIVE:
-                raise click.ClickException(
-                    f"{doing}: the group has active members; stop its consumers first"
-                ) from exc
-            raise
-
-
-def _description(cluster: Cluster, admin: AdminClient, group: str, must_exist: bool = True) -> Any:
-    """The group's ConsumerGroupDescription; an unknown group is described as Dead (Kafka's answer)."""
-    with _group_failures(cluster, f"cannot describe consumer group {group!r}", group, admin):
-        description = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result()
-    if must_exist and description.state == ConsumerGroupState.DEAD:
-        raise click.ClickException(f"consumer group {group!r} does not exist")
-    return description
-
-
-def _committed(cluster: Cluster, admin: AdminClient, group: str, keys: list[Key] | None) -> dict[Key, int]:
-    """The group's committed offsets (of the given partitions, or of all); no commit: no entry."""
-    request = ConsumerGroupTopicPartitions(
-        group, None if keys is None else [TopicPartition(topic, p) for topic, p in keys]
-    )
-    with _group_failures(cluster, f"cannot read the offsets of group {group!r}", group, admin):
-        found = admin.list_consumer_group_offsets([request], request_timeout=TIMEOUT)[group].result()
-    return {
-        (tp.topic, tp.partition): tp.offset
-        for tp in found.topic_partitions or []
-        if tp.error is None and tp.offset >= 0
-    }
-
-
-def _log_offsets(
-    cluster: Cluster, admin: AdminClient, keys: Iterable[Key], spec: Any
-) -> dict[Key, int | None]:
-    """ListOffsets for the partitions (one request per leader); None for partitions that do not exist."""
-    wanted = {TopicPartition(topic, p): spec for topic, p in keys}
-    offsets: dict[Key, int | None] = {}
-    if not wanted:
-        return offsets
-    with cluster.failures("cannot read the offsets of the partitions", admin):
-        for tp, future in admin.list_offsets(wanted, request_timeout=TIMEOUT).items():
-            try:
-                offsets[(tp.topic, tp.partition)] = future.result().offset
-            except KafkaException as exc:
-                if error_code(exc) not in _GONE:
-                    raise
-                offsets[(tp.topic, tp.partition)] = None
-    return offsets
 
 
 @click.group()
@@ -150,7 +44,7 @@ def groups() -> None:
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(list(_STATES_BY_NAME), case_sensitive=False),
+    type=click.Choice(list(STATES_BY_NAME), case_sensitive=False),
     help="Only groups in this state (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
@@ -163,7 +57,7 @@ def list_(
     With their state, protocol type (empty for groups that only ever had offsets set) and member count.
     """
     cluster = Cluster.from_options(bootstrap_server, client_settings)
-    wanted = {_STATES_BY_NAME[name] for name in states}
+    wanted = {STATES_BY_NAME[name] for name in states}
     admin = cluster.admin()
     with cluster.failures("cannot list consumer groups", admin):
         options: dict[str, Any] = {"states": wanted} if wanted else {}
@@ -187,8 +81,8 @@ def list_(
     rows = [
         {
             "group": g.group_id,
-            "state": _state_name(g),
-            "protocol_type": _protocol_type(g),
+            "state": state_name(g),
+            "protocol_type": protocol_type(g),
             "members": len(descriptions[g.group_id].members) if g.group_id in descriptions else None,
         }
         for g in listed
@@ -197,14 +91,14 @@ def list_(
         click.echo(json.dumps(rows))
         return
     table = [["GROUP", "STATE", "PROTOCOL-TYPE", "MEMBERS"]]
-    table += [[r["group"], r["state"], _shown(r["protocol_type"]), _shown(r["members"])] for r in rows]
-    _echo_table(table)
+    table += [[r["group"], r["state"], shown(r["protocol_type"]), shown(r["members"])] for r in rows]
+    echo_table(table)
 
 
 def _describe(cluster: Cluster, group: str) -> dict[str, Any]:
     admin = cluster.admin()
-    description = _description(cluster, admin, group)
-    committed = _committed(cluster, admin, group, None)
+    description = describe_group(cluster, admin, group)
+    committed = committed_offsets(cluster, admin, group, None)
     owners: dict[Key, str] = {}
     members = []
     for member in description.members:
@@ -221,8 +115,8 @@ def _describe(cluster: Cluster, group: str) -> dict[str, Any]:
         )
     # Assigned partitions without a commit are shown too: their consumer starts per auto.offset.reset.
     keys = sorted(set(committed) | set(owners))
-    ends = _log_offsets(cluster, admin, keys, _LATEST)
-    starts = _log_offsets(cluster, admin, [key for key in keys if key not in committed], _EARLIEST)
+    ends = log_offsets(cluster, admin, keys, LATEST)
+    starts = log_offsets(cluster, admin, [key for key in keys if key not in committed], EARLIEST)
     partitions = []
     for key in keys:
         end, offset = ends[key], committed.get(key)
@@ -240,8 +134,8 @@ def _describe(cluster: Cluster, group: str) -> dict[str, Any]:
     coordinator = description.coordinator
     return {
         "group": group,
-        "state": _state_name(description),
-        "protocol_type": _protocol_type(description),
+        "state": state_name(description),
+        "protocol_type": protocol_type(description),
         "assignor": description.partition_assignor or None,
         "coordinator": None
         if coordinator is None
@@ -277,15 +171,15 @@ def describe(group: str, as_json: bool, bootstrap_server: str, client_settings: 
     node = info["coordinator"]
     where = "-" if node is None else f"{node['id']} ({node['host']}:{node['port']})"
     click.echo(
-        f"Group: {group}  State: {info['state']}  Protocol type: {_shown(info['protocol_type'])}"
-        f"  Assignor: {_shown(info['assignor'])}  Coordinator: {where}"
+        f"Group: {group}  State: {info['state']}  Protocol type: {shown(info['protocol_type'])}"
+        f"  Assignor: {shown(info['assignor'])}  Coordinator: {where}"
     )
     members: list[dict[str, Any]] = info["members"]
     click.echo(f"Members: {len(members) or 'none'}")
     if members:
         rows = [["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"]]
         rows += [[m["member_id"], m["client_id"], m["host"], _compact(m["partitions"])] for m in members]
-        _echo_table(rows, "  ")
+        echo_table(rows, "  ")
     partitions: list[dict[str, Any]] = info["partitions"]
     if not partitions:
         click.echo("Offsets: none committed")
@@ -293,8 +187,8 @@ def describe(group: str, as_json: bool, bootstrap_server: str, client_settings: 
     rows = [["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "OWNER"]]
     for p in partitions:
         cells = [p["topic"], p["partition"], p["committed_offset"], p["log_end_offset"], p["lag"], p["owner"]]
-        rows.append([_shown(cell) for cell in cells])
-    _echo_table(rows, "  ")
+        rows.append([shown(cell) for cell in cells])
+    echo_table(rows, "  ")
     click.echo(f"Total lag: {info['total_lag']}")
 
 
@@ -311,79 +205,9 @@ def delete(group: str, yes: bool, bootstrap_server: str, client_settings: tuple[
     if not yes:
         click.confirm(f"Delete consumer group {group!r} and its committed offsets?", abort=True, err=True)
     admin = cluster.admin()
-    with _group_failures(cluster, f"cannot delete consumer group {group!r}", group, admin):
+    with group_failures(cluster, f"cannot delete consumer group {group!r}", group, admin):
         admin.delete_consumer_groups([group], request_timeout=TIMEOUT)[group].result()
     click.echo(f"Deleted consumer group {group}.")
-
-
-def _topic_spec(value: str) -> tuple[str, list[int] | None]:
-    """TOPIC or TOPIC:0,2,5 (topic names cannot contain ':')."""
-    topic, sep, rest = value.partition(":")
-    try:
-        partitions = sorted({int(p) for p in rest.split(",")}) if sep else None
-    except ValueError:
-        partitions = []
-    if not topic or partitions == [] or any(p < 0 for p in partitions or []):
-        raise click.BadParameter(
-            f"expected TOPIC or TOPIC:PARTITION,..., got {value!r}", param_hint="--topic"
-        )
-    return topic, partitions
-
-
-def _timestamp_ms(value: str) -> int:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected an ISO 8601 time such as 2024-05-01T12:00:00Z, got {value!r}",
-            param_hint="--to-datetime",
-        ) from None
-    # Without a zone the time is local, as in Kafka's tool; astimezone() reads naive times so.
-    return int(when.astimezone().timestamp() * 1000)
-
-
-def _partitions(cluster: Cluster, admin: AdminClient, specs: list[tuple[str, list[int] | None]]) -> list[Key]:
-    keys: set[Key] = set()
-    for topic, wanted in specs:
-        found = cluster.topic_metadata(admin, topic).partitions
-        for p in wanted or found:
-            if p not in found:
-                raise click.ClickException(f"topic {topic!r} has no partition {p} (it has {len(found)})")
-            keys.add((topic, p))
-    return sorted(keys)
-
-
-def _plan(
-    cluster: Cluster, admin: AdminClient, keys: list[Key], current: dict[Key, int], how: str, value: int
-) -> list[tuple[Key, int]]:
-    """The new offset of each partition; offsets past either end of its log move to that end (as Kafka's
-    tool does). `value` is the offset, the shift or the time in ms, depending on `how`."""
-    starts = _log_offsets(cluster, admin, keys, _EARLIEST)
-    ends = _log_offsets(cluster, admin, keys, _LATEST)
-    at_time = {}
-    if how == "datetime":
-        at_time = _log_offsets(cluster, admin, keys, OffsetSpec.for_timestamp(value))
-    plan = []
-    for key in keys:
-        start, end = starts[key], ends[key]
-        if start is None or end is None:  # deleted since _partitions found it
-            raise click.ClickException(f"cannot read the log offsets of {key[0]}:{key[1]}")
-        if how == "earliest":
-            wanted = start
-        elif how == "latest":
-            wanted = end
-        elif how == "offset":
-            wanted = value
-        elif how == "shift":
-            if key not in current:
-                raise click.ClickException(f"the group has no committed offset on {key[0]}:{key[1]} to shift")
-            wanted = current[key] + value
-        else:
-            found = at_time[key]
-            # No record at or after that time: offsets_for_times answers -1; Kafka's tool takes the end.
-            wanted = end if found is None or found < 0 else found
-        plan.append((key, min(max(wanted, start), end)))
-    return plan
 
 
 @groups.command("reset-offsets")
@@ -430,24 +254,24 @@ def reset_offsets(
     how = ("earliest", "latest", "offset", "datetime", "shift")[chosen.index(True)]
     value = to_offset if to_offset is not None else shift_by or 0
     if to_datetime is not None:
-        value = _timestamp_ms(to_datetime)  # a usage error, before connecting
-    specs = [_topic_spec(spec) for spec in topic_specs]
+        value = timestamp_ms(to_datetime)  # a usage error, before connecting
+    specs = [topic_spec(spec) for spec in topic_specs]
     cluster = Cluster.from_options(bootstrap_server, client_settings)
     admin = cluster.admin()
     doing = f"cannot reset the offsets of group {group!r}"
 
-    description = _description(cluster, admin, group, must_exist=False)
+    description = describe_group(cluster, admin, group, must_exist=False)
     if description.state not in _IDLE:
         members = len(description.members)
         raise click.ClickException(
-            f"{doing}: it is {_state_name(description)} with {members} member(s); stop its consumers first"
+            f"{doing}: it is {state_name(description)} with {members} member(s); stop its consumers first"
         )
-    keys = _partitions(cluster, admin, specs)
-    current = _committed(cluster, admin, group, keys)
-    plan = _plan(cluster, admin, keys, current, how, value)
+    keys = partitions_of(cluster, admin, specs)
+    current = committed_offsets(cluster, admin, group, keys)
+    plan = plan_reset(cluster, admin, keys, current, how, value)
     rows = [["TOPIC", "PARTITION", "CURRENT", "NEW"]]
-    rows += [[topic, str(p), _shown(current.get((topic, p))), str(new)] for (topic, p), new in plan]
-    _echo_table(rows)
+    rows += [[topic, str(p), shown(current.get((topic, p))), str(new)] for (topic, p), new in plan]
+    echo_table(rows)
     if dry_run:
         click.echo("Dry run: no offsets were changed.")
         return
@@ -455,7 +279,7 @@ def reset_offsets(
         click.confirm(f"Reset the offsets of group {group!r} as above?", abort=True, err=True)
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, new) for (t, p), new in plan])
     # The group may have gained members since it was checked: then the broker refuses (_ACTIVE).
-    with _group_failures(cluster, doing, group, admin):
+    with group_failures(cluster, doing, group, admin):
         result = admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT)[group].result()
         # Per-partition errors do not fail the future; the first one explains them all.
         errors = [tp.error for tp in result.topic_partitions or [] if tp.error is not None]

@@ -13,8 +13,13 @@ Driving it:
 
 Server-side assignment, no global barrier: a membership or subscription change (or a change of
 the partition count or id of a subscribed topic) bumps the group epoch; the next heartbeat
-computes a new target assignment with the group's assignor (consumer_group_state.py), and
-each member then reconciles towards its own target, one heartbeat at a time.
+computes a new target assignment with the group's assignor (consumer_group_assignors.py), and
+each member then reconciles towards its own target, one heartbeat at a time
+(consumer_group_reconcile.py).
+
+This module is the heartbeat: validating it, joining, leaving, and moving the member on. The
+registry it extends (consumer_group_registry.py) has the timers, the offset checks and the admin
+APIs; consumer_group_state.py the group's data and rules, consumer_group_results.py the answers.
 
 Not durable: groups live in memory only and come back empty after a restart. A member that
 heartbeats with a non-zero epoch to a group we no longer know gets UNKNOWN_MEMBER_ID (Kafka,
@@ -27,27 +32,32 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
+from eventyard.coordinator.consumer_group_assignors import NO_PARTITIONS, flatten, group_by_topic
+from eventyard.coordinator.consumer_group_registry import (
+    ConsumerGroupConfig,
+    ConsumerGroupRegistry,
+    TopicsSource,
+    topics_view,
+)
+from eventyard.coordinator.consumer_group_results import (
+    ConsumerGroupDescription,
+    ConsumerMemberDescription,
+    Expired,
+    HeartbeatResult,
+)
 from eventyard.coordinator.consumer_group_state import (
-    ASSIGNORS,
     LEAVE_EPOCH,
-    NO_PARTITIONS,
     STATIC_LEAVE_EPOCH,
-    Assignor,
     ConsumerGroup,
     ConsumerMember,
-    Partitions,
     Refused,
-    TopicsView,
-    flatten,
-    group_by_topic,
 )
-from eventyard.coordinator.group import MAX_GROUP_ID_LENGTH
-from eventyard.coordinator.group_results import ListedGroup
+from eventyard.coordinator.group_registry import MAX_GROUP_ID_LENGTH
 from eventyard.protocol.error_codes import ErrorCode
 
+# The results, the config and the group data are re-exported: this is where callers import them.
 __all__ = [
     "ConsumerGroup",
     "ConsumerGroupConfig",
@@ -62,78 +72,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_TYPE = "consumer"
 # Kafka answers INVALID_REQUEST ("GroupId can't be empty.") for the heartbeat; we follow the
 # classic APIs. A one-line switch if a reference comparison wants Kafka's code.
 EMPTY_GROUP_ID_ERROR = ErrorCode.INVALID_GROUP_ID
-
-# The topics the assignors may use: name -> (topic id, partition count), or a callable giving it.
-TopicsSource = TopicsView | Callable[[], TopicsView]
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerGroupConfig:
-    heartbeat_interval_ms: int = 5_000  # group.consumer.heartbeat.interval.ms
-    session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms
-    # For a join without a rebalance timeout (-1), which Kafka refuses with INVALID_REQUEST.
-    default_rebalance_timeout_ms: int = 300_000
-    max_size: int | None = None  # group.consumer.max.size; None = unlimited
-    assignors: tuple[Assignor, ...] = ASSIGNORS  # the first is the default
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatResult:
-    """A ConsumerGroupHeartbeat response; assignment None means "unchanged" (null on the wire)."""
-
-    error_code: ErrorCode
-    error_message: str | None = None
-    member_id: str | None = None
-    member_epoch: int = 0
-    heartbeat_interval_ms: int = 0
-    assignment: list[tuple[uuid.UUID, list[int]]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Expired:
-    """A member removed by a timer."""
-
-    group_id: str
-    member_id: str
-    reason: str
-
-
-# (topic id, topic name, partitions), as ConsumerGroupDescribe lists an assignment.
-DescribedPartitions = tuple[uuid.UUID, str, tuple[int, ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerMemberDescription:
-    member_id: str
-    instance_id: str | None
-    rack_id: str | None
-    member_epoch: int
-    client_id: str
-    client_host: str
-    subscribed_topic_names: tuple[str, ...]
-    subscribed_topic_regex: str | None
-    assignment: tuple[DescribedPartitions, ...]
-    target_assignment: tuple[DescribedPartitions, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerGroupDescription:
-    group_id: str
-    error_code: ErrorCode
-    error_message: str | None = None
-    group_state: str = "Dead"
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    assignor_name: str = ""
-    members: tuple[ConsumerMemberDescription, ...] = ()
-
-
-def _view(topics: TopicsSource) -> TopicsView:
-    return topics() if callable(topics) else topics
 
 
 def _kafka_uuid() -> str:
@@ -141,7 +82,7 @@ def _kafka_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-class ConsumerGroupCoordinator:
+class ConsumerGroupCoordinator(ConsumerGroupRegistry):
     """All consumer-protocol (KIP-848) groups of one broker."""
 
     def __init__(
@@ -151,12 +92,8 @@ class ConsumerGroupCoordinator:
         is_classic_group: Callable[[str], bool] = lambda group_id: False,
         new_member_id: Callable[[], str] = _kafka_uuid,
     ) -> None:
-        self.config = config or ConsumerGroupConfig()
-        self.groups: dict[str, ConsumerGroup] = {}
-        self._is_classic_group = is_classic_group
+        super().__init__(config, is_classic_group=is_classic_group)
         self._new_member_id = new_member_id
-        self._assignors = {a.name: a for a in self.config.assignors}
-        self._assignor_names = [a.name for a in self.config.assignors]
 
     # ------------------------------------------------------------------------------------
     # ConsumerGroupHeartbeat
@@ -235,7 +172,7 @@ class ConsumerGroupCoordinator:
 
         bump = member.subscribed_topic_names != old_topics
         bump |= group.preferred_assignor(self._assignor_names) != old_assignor
-        view = _view(topics)
+        view = topics_view(topics)
         metadata = {name: view[name] for name in sorted(group.subscribed_topics()) if name in view}
         if metadata != group.subscription_metadata:
             # New partitions, or a topic created, deleted or recreated under a new id.
@@ -337,193 +274,3 @@ class ConsumerGroupCoordinator:
         else:
             self._remove_member(group, member, "left the group")
         return HeartbeatResult(ErrorCode.NONE, member_id=member_id, member_epoch=epoch)
-
-    def _remove_member(self, group: ConsumerGroup, member: ConsumerMember, reason: str) -> None:
-        group.remove(member.member_id)
-        group.epoch += 1
-        # Drop the topics nobody subscribes to any more now, so the next heartbeat does not bump again.
-        remaining = group.subscribed_topics()
-        group.subscription_metadata = {t: v for t, v in group.subscription_metadata.items() if t in remaining}
-        log.info(
-            "group %s: member %s removed (%s), epoch %d",
-            group.group_id,
-            member.member_id,
-            reason,
-            group.epoch,
-        )
-
-    # ------------------------------------------------------------------------------------
-    # Timers
-
-    def tick(self, now_ms: int) -> list[Expired]:
-        """Remove every member whose session or rebalance timeout has passed."""
-        expired: list[Expired] = []
-        for group in list(self.groups.values()):
-            expired.extend(self._advance(group, now_ms))
-        return expired
-
-    def next_deadline(self) -> int | None:
-        """The earliest time at which tick() has something to do, or None."""
-        deadlines = [
-            d
-            for g in self.groups.values()
-            for m in g.members.values()
-            for d in (m.session_deadline, m.rebalance_deadline)
-            if d is not None
-        ]
-        return min(deadlines, default=None)
-
-    def _advance(self, group: ConsumerGroup, now_ms: int) -> list[Expired]:
-        due = sorted(
-            (deadline, member.member_id, reason)
-            for member in group.members.values()
-            for deadline, reason in (
-                (member.session_deadline, "session timeout"),
-                (member.rebalance_deadline, "revocation not done within the rebalance timeout"),
-            )
-            if deadline is not None and deadline <= now_ms
-        )
-        expired = []
-        for _, member_id, reason in due:
-            member = group.members.get(member_id)
-            if member is not None:  # both of its timers may be due
-                self._remove_member(group, member, reason)
-                expired.append(Expired(group.group_id, member_id, reason))
-        return expired
-
-    # ------------------------------------------------------------------------------------
-    # Offsets (validation only; the offsets live in the classic coordinator's store)
-
-    def validate_commit(
-        self, group_id: str, member_id: str, member_epoch: int, *, now_ms: int | None = None
-    ) -> ErrorCode:
-        """OffsetCommit v9+ into a consumer group. A negative epoch (admin / manual commits) is
-        accepted while the group has no members; otherwise only the member's current epoch is
-        (Kafka 4.x: even one epoch behind is STALE_MEMBER_EPOCH)."""
-        group = self._group(group_id, now_ms)
-        if group is None:
-            return ErrorCode.GROUP_ID_NOT_FOUND
-        if member_epoch < 0 and not group.members:
-            return ErrorCode.NONE
-        return self._check_member_epoch(group, member_id, member_epoch)
-
-    def validate_fetch(
-        self, group_id: str, member_id: str | None, member_epoch: int, *, now_ms: int | None = None
-    ) -> ErrorCode:
-        """OffsetFetch v9+: without a member id and epoch (admin clients) anything goes; with
-        them, they must match. GROUP_ID_NOT_FOUND: Kafka then answers with no offsets."""
-        if member_id is None and member_epoch < 0:
-            return ErrorCode.NONE
-        group = self._group(group_id, now_ms)
-        if group is None:
-            return ErrorCode.GROUP_ID_NOT_FOUND
-        return self._check_member_epoch(group, member_id or "", member_epoch)
-
-    @staticmethod
-    def _check_member_epoch(group: ConsumerGroup, member_id: str, member_epoch: int) -> ErrorCode:
-        member = group.members.get(member_id)
-        if member is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if member_epoch != member.epoch:
-            return ErrorCode.STALE_MEMBER_EPOCH
-        return ErrorCode.NONE
-
-    # ------------------------------------------------------------------------------------
-    # Admin: ConsumerGroupDescribe, ListGroups, DeleteGroups
-
-    def describe(
-        self, group_ids: Iterable[str], topics: TopicsSource, *, now_ms: int | None = None
-    ) -> list[ConsumerGroupDescription]:
-        """ConsumerGroupDescribe v0. Topics that no longer exist are left out of assignments."""
-        names = {topic_id: name for name, (topic_id, _) in _view(topics).items()}
-
-        def described(partitions: Partitions) -> tuple[DescribedPartitions, ...]:
-            return tuple(
-                (topic_id, names[topic_id], tuple(ps))
-                for topic_id, ps in group_by_topic(partitions)
-                if topic_id in names
-            )
-
-        out = []
-        for group_id in group_ids:
-            group = self._group(group_id, now_ms)
-            if not group_id.strip():
-                out.append(
-                    ConsumerGroupDescription(group_id, ErrorCode.INVALID_GROUP_ID, "GroupId can't be empty.")
-                )
-            elif group is None:
-                what = "is not a consumer group" if self._is_classic_group(group_id) else "not found"
-                out.append(
-                    ConsumerGroupDescription(
-                        group_id, ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} {what}."
-                    )
-                )
-            else:
-                members = tuple(
-                    ConsumerMemberDescription(
-                        m.member_id,
-                        m.instance_id,
-                        m.rack_id,
-                        m.epoch,
-                        m.client_id,
-                        m.client_host,
-                        tuple(sorted(m.subscribed_topic_names)),
-                        None,
-                        described(m.assigned),
-                        described(group.target.get(m.member_id, NO_PARTITIONS)),
-                    )
-                    for m in group.members.values()
-                )
-                out.append(
-                    ConsumerGroupDescription(
-                        group_id,
-                        ErrorCode.NONE,
-                        None,
-                        group.state(),
-                        group.epoch,
-                        group.assignment_epoch,
-                        group.preferred_assignor(self._assignor_names),
-                        members,
-                    )
-                )
-        return out
-
-    def list_groups(
-        self,
-        states_filter: Iterable[str] = (),
-        types_filter: Iterable[str] = (),
-        *,
-        now_ms: int | None = None,
-    ) -> list[ListedGroup]:
-        """ListGroups entries (type "consumer"); both filters match case-insensitively."""
-        states = {s.strip().lower() for s in states_filter}
-        types = {t.strip().lower() for t in types_filter}
-        if types and "consumer" not in types:
-            return []
-        listed = []
-        for group_id in list(self.groups):
-            group = self._group(group_id, now_ms)
-            assert group is not None
-            state = group.state()
-            if not states or state.lower() in states:
-                listed.append(ListedGroup(group_id, PROTOCOL_TYPE, state, group_type="consumer"))
-        return listed
-
-    def delete(self, group_id: str, *, now_ms: int | None = None) -> ErrorCode:
-        """DeleteGroups for one group: only an empty group goes."""
-        group = self._group(group_id, now_ms)
-        if group is None:
-            return ErrorCode.GROUP_ID_NOT_FOUND
-        if group.members:
-            return ErrorCode.NON_EMPTY_GROUP
-        del self.groups[group_id]
-        return ErrorCode.NONE
-
-    def is_group(self, group_id: str) -> bool:
-        return group_id in self.groups
-
-    def _group(self, group_id: str, now_ms: int | None) -> ConsumerGroup | None:
-        group = self.groups.get(group_id)
-        if group is not None and now_ms is not None:
-            self._advance(group, now_ms)
-        return group

@@ -1,19 +1,13 @@
-"""The data of a KIP-848 consumer group, its server-side assignors and member reconciliation.
+"""The data of a KIP-848 consumer group and the rules a heartbeat applies to it.
 
-Plain data and pure functions; the entry points, timers and registry live in consumer_group.py.
+`ConsumerGroup` / `ConsumerMember` hold a group's epochs, members, target assignment and who
+holds which partition; `find_member` and `check_epoch` decide which member a heartbeat comes from
+(or refuse it), `assign` computes a new target with an assignor (consumer_group_assignors.py) and
+`reconcile_member` moves a member one step towards it (consumer_group_reconcile.py).
 
-* An `Assignor` turns the members' subscriptions (and their previous target, for stickiness)
-  into a target assignment: "uniform" (balanced and sticky, the default) and "range" (per
-  topic, contiguous ranges, like the classic range assignor).
-* `reconcile` moves one member from its current assignment towards its target, the way
-  KIP-848 describes: partitions leave the target first (the member must confirm it released
-  them before anything else happens), and a partition another member still holds is only
-  handed over once that member has released it.
-
-* `ConsumerGroup` / `ConsumerMember` hold a group's epochs, members, target assignment and who
-  holds which partition.
-
-Partitions are (topic id, partition) pairs; an assignment is a frozenset of them.
+Plain data and pure functions; the entry points, timers and registry live in consumer_group.py
+and consumer_group_registry.py. The names of the assignor and reconciliation modules are
+re-exported here, where they were defined before those modules were split off.
 """
 
 from __future__ import annotations
@@ -22,207 +16,49 @@ import dataclasses
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Protocol
 
+from eventyard.coordinator.consumer_group_assignors import (
+    ASSIGNORS,
+    NO_PARTITIONS,
+    Assignor,
+    MemberSpec,
+    Partitions,
+    RangeAssignor,
+    TopicPartition,
+    TopicsView,
+    UniformAssignor,
+    flatten,
+    group_by_topic,
+)
+from eventyard.coordinator.consumer_group_reconcile import MemberState, Reconciled, reconcile
 from eventyard.protocol.error_codes import ErrorCode
 
+__all__ = [
+    "ASSIGNORS",
+    "LEAVE_EPOCH",
+    "NO_PARTITIONS",
+    "STATIC_LEAVE_EPOCH",
+    "Assignor",
+    "ConsumerGroup",
+    "ConsumerMember",
+    "MemberSpec",
+    "MemberState",
+    "Partitions",
+    "RangeAssignor",
+    "Reconciled",
+    "Refused",
+    "TopicPartition",
+    "TopicsView",
+    "UniformAssignor",
+    "check_epoch",
+    "flatten",
+    "group_by_topic",
+    "reconcile",
+]
+
 log = logging.getLogger(__name__)
-
-TopicPartition = tuple[uuid.UUID, int]
-Partitions = frozenset[TopicPartition]
-# What the assignors know of a topic: its name -> (topic id, partition count).
-TopicsView = Mapping[str, tuple[uuid.UUID, int]]
-
-NO_PARTITIONS: Partitions = frozenset()
-
-
-def group_by_topic(partitions: Iterable[TopicPartition]) -> list[tuple[uuid.UUID, list[int]]]:
-    """The wire shape of an assignment: [(topic id, sorted partitions)], sorted by topic id."""
-    by_topic: dict[uuid.UUID, list[int]] = {}
-    for topic_id, partition in partitions:
-        by_topic.setdefault(topic_id, []).append(partition)
-    return [(topic_id, sorted(by_topic[topic_id])) for topic_id in sorted(by_topic)]
-
-
-def flatten(topic_partitions: Iterable[tuple[uuid.UUID, Iterable[int]]]) -> Partitions:
-    return frozenset((topic_id, p) for topic_id, partitions in topic_partitions for p in partitions)
-
-
-# -- assignors -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemberSpec:
-    """One member as an assignor sees it."""
-
-    member_id: str
-    instance_id: str | None
-    topics: frozenset[str]  # subscribed topics that exist (keys of the TopicsView)
-    current: Partitions  # its current target: the assignor keeps what it can of it
-
-
-class Assignor(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def assign(self, members: Sequence[MemberSpec], topics: TopicsView) -> dict[str, Partitions]:
-        """A target for every member (possibly empty); no partition goes to two members."""
-        ...
-
-
-def _partitions_of(topics: TopicsView, names: Iterable[str]) -> list[TopicPartition]:
-    out: list[TopicPartition] = []
-    for name in sorted(names):
-        topic_id, count = topics[name]
-        out.extend((topic_id, p) for p in range(count))
-    return out
-
-
-class UniformAssignor:
-    """Spreads partitions so that member loads differ by at most one where subscriptions allow.
-
-    Sticky: a member keeps the partitions of its previous target that it still subscribes to,
-    then unassigned partitions go to the least loaded eligible member, then partitions move
-    one at a time from the most to the least loaded members until no move helps.
-    """
-
-    name = "uniform"
-
-    def assign(self, members: Sequence[MemberSpec], topics: TopicsView) -> dict[str, Partitions]:
-        ordered = sorted(members, key=lambda m: m.member_id)
-        eligible = {m.member_id: frozenset(topics[t][0] for t in m.topics) for m in ordered}
-        subscribers: dict[uuid.UUID, list[str]] = {}
-        for m in ordered:
-            for topic_id in eligible[m.member_id]:
-                subscribers.setdefault(topic_id, []).append(m.member_id)
-        valid = set(_partitions_of(topics, {t for m in ordered for t in m.topics}))
-        load: dict[str, set[TopicPartition]] = {m.member_id: set() for m in ordered}
-        taken: set[TopicPartition] = set()
-        for m in ordered:
-            for tp in sorted(m.current):
-                if tp in valid and tp not in taken and tp[0] in eligible[m.member_id]:
-                    load[m.member_id].add(tp)
-                    taken.add(tp)
-        # Partitions with the fewest candidates first, so that narrow subscriptions get served.
-        free = sorted(valid - taken, key=lambda tp: (len(subscribers[tp[0]]), tp))
-        for tp in free:
-            member_id = min(subscribers[tp[0]], key=lambda m: (len(load[m]), m))
-            load[member_id].add(tp)
-        self._balance(load, eligible)
-        return {member_id: frozenset(tps) for member_id, tps in load.items()}
-
-    @staticmethod
-    def _balance(load: dict[str, set[TopicPartition]], eligible: dict[str, frozenset[uuid.UUID]]) -> None:
-        # Every move goes from a member with n partitions to one with at most n - 2, which
-        # strictly lowers the sum of squared loads: the loop ends.
-        while True:
-            by_load = sorted(load, key=lambda m: (len(load[m]), m))
-            moved = False
-            for donor in reversed(by_load):
-                for receiver in by_load:
-                    if len(load[receiver]) >= len(load[donor]) - 1:
-                        break
-                    movable = [tp for tp in load[donor] if tp[0] in eligible[receiver]]
-                    if movable:
-                        tp = max(movable)
-                        load[donor].discard(tp)
-                        load[receiver].add(tp)
-                        moved = True
-                        break
-                if moved:
-                    break
-            if not moved:
-                return
-
-
-class RangeAssignor:
-    """Per topic, the subscribed members (static ones first, by instance id) get contiguous
-    ranges; the first (partitions % members) get one partition more. Not sticky."""
-
-    name = "range"
-
-    def assign(self, members: Sequence[MemberSpec], topics: TopicsView) -> dict[str, Partitions]:
-        result: dict[str, set[TopicPartition]] = {m.member_id: set() for m in members}
-        for name in sorted({t for m in members for t in m.topics}):
-            topic_id, count = topics[name]
-            subscribed = sorted(
-                (m for m in members if name in m.topics),
-                key=lambda m: (m.instance_id is None, m.instance_id or "", m.member_id),
-            )
-            per_member, extra = divmod(count, len(subscribed))
-            start = 0
-            for i, m in enumerate(subscribed):
-                n = per_member + (1 if i < extra else 0)
-                result[m.member_id].update((topic_id, p) for p in range(start, start + n))
-                start += n
-        return {member_id: frozenset(tps) for member_id, tps in result.items()}
-
-
-ASSIGNORS: tuple[Assignor, ...] = (UniformAssignor(), RangeAssignor())
-
-
-# -- reconciliation --------------------------------------------------------------------------
-
-
-class MemberState(Enum):
-    STABLE = "stable"
-    # Waits for the member to confirm it released the partitions pending revocation.
-    UNREVOKED_PARTITIONS = "unrevoked_partitions"
-    # Some target partitions are still held by other members.
-    UNRELEASED_PARTITIONS = "unreleased_partitions"
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciled:
-    state: MemberState
-    epoch: int
-    assigned: Partitions  # what the member is told it owns
-    pending_revocation: Partitions  # what it must give up before it moves on
-
-
-def reconcile(
-    *,
-    member_id: str,
-    state: MemberState,
-    epoch: int,
-    assigned: Partitions,
-    pending_revocation: Partitions,
-    target_epoch: int,
-    target: Partitions,
-    subscribed_topic_ids: frozenset[uuid.UUID],
-    owners: Mapping[TopicPartition, str],
-    owned: Partitions | None,
-) -> Reconciled:
-    """The member's next step towards `target`. `owners` maps every partition held by some
-    member (assigned or pending revocation) to that member; `owned` is what the member reported
-    in this heartbeat (None: not reported, so it is assumed to still own everything)."""
-    current = Reconciled(state, epoch, assigned, pending_revocation)
-    if state is MemberState.STABLE and epoch == target_epoch:
-        return current
-    if state is MemberState.UNREVOKED_PARTITIONS and _still_owns(owned, pending_revocation):
-        return current
-    # A topic it no longer subscribes to is revoked even before the target says so.
-    target = frozenset(tp for tp in target if tp[0] in subscribed_topic_ids)
-    keep = assigned & target
-    revoke = assigned - keep
-    if revoke and _still_owns(owned, revoke):
-        # Revocation first: the member keeps its epoch until it confirms the release.
-        return Reconciled(MemberState.UNREVOKED_PARTITIONS, epoch, keep, revoke)
-    wanted = target - keep
-    # Free, or held by this member itself (pending revocation it has just confirmed).
-    available = frozenset(tp for tp in wanted if owners.get(tp, member_id) == member_id)
-    state = MemberState.UNRELEASED_PARTITIONS if available != wanted else MemberState.STABLE
-    return Reconciled(state, target_epoch, keep | available, NO_PARTITIONS)
-
-
-def _still_owns(owned: Partitions | None, partitions: Partitions) -> bool:
-    return owned is None or not owned.isdisjoint(partitions)
-
-
-# -- the group --------------------------------------------------------------------------------
 
 LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2

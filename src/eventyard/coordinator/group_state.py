@@ -1,7 +1,8 @@
 """The data of a classic consumer group: its state, members, committed offsets and log records.
 
 This module holds plain data and the small queries the coordinator (group.py) needs; every
-transition that involves timers or responses lives in the coordinator.
+transition that involves timers or responses lives in the coordinator and its rebalance phases
+(group_rebalance.py, group_phases.py).
 """
 
 from __future__ import annotations
