@@ -1,4 +1,5 @@
-"""`eventyard addons`: create, list, attach, detach and destroy Kafka add-ons on the control plane."""
+"""`eventyard addons`: create, list, upgrade, downgrade, attach, detach and destroy Kafka add-ons on
+the control plane."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ _POLL_INTERVAL = 1.0
 
 @click.group()
 def addons() -> None:
-    """Create, list, attach and destroy Kafka add-ons."""
+    """Create, list, change the plan of, attach and destroy Kafka add-ons."""
 
 
 @addons.command("plans")
@@ -162,10 +163,16 @@ def echo_addon(addon: JSON) -> None:
         ("App", show(addon.get("app"))),
         ("Prefix", show(addon.get("prefix"))),
     ]
-    if addon.get("state") == "failed":
+    if addon.get("state") in ("failed", "deprovisioning") and (addon.get("reason") or addon.get("error")):
         fields.append(("Reason", show(addon.get("reason") or addon.get("error"))))
     if addon.get("created_at"):
         fields.append(("Created", show(addon.get("created_at"))))
+    history = [h for h in addon.get("plan_history") or [] if isinstance(h, dict)]
+    if history:
+        last = history[-1]
+        fields.append(
+            ("Plan changed", f"{show(last.get('changed_at'))} (from {show(last.get('from_plan'))})")
+        )
     for key, used, limit in usage_rows(addon):
         label = usage_label(key)
         if used is None and key.endswith("_rate"):
@@ -193,8 +200,59 @@ def destroy(addon: str, confirm: str | None) -> None:
     if confirm != addon:
         raise click.ClickException(f"confirmation {confirm!r} does not match the add-on's name {addon!r}")
     with platform() as client:
-        client.destroy_addon(addon)
+        result = client.destroy_addon(addon)
+    if result.get("state") == "deprovisioning":
+        click.echo(
+            f"Destroying {addon}: its credentials and topics are removed in the background once the "
+            f"cluster answers again ({result.get('reason') or 'the cluster cannot be reached'}).\n"
+            f"`eventyard addons info {addon}` shows its state until it is gone."
+        )
+        return
     click.echo(f"Destroyed {addon}.")
+
+
+@addons.command("upgrade")
+@click.argument("addon")
+@click.argument("plan")
+@json_option
+@platform_options
+def upgrade(addon: str, plan: str, as_json: bool) -> None:
+    """Move ADDON to a bigger PLAN: every credential's rates and the add-on's limits change at once."""
+    change_plan(addon, plan, "Upgraded", as_json)
+
+
+@addons.command("downgrade")
+@click.argument("addon")
+@click.argument("plan")
+@json_option
+@platform_options
+def downgrade(addon: str, plan: str, as_json: bool) -> None:
+    """Move ADDON to a smaller PLAN. Refused, with what to change first, while its topics do not fit
+    the plan (too many topics or partitions, retention outside its range, compaction it lacks)."""
+    change_plan(addon, plan, "Downgraded", as_json)
+
+
+def change_plan(addon: str, plan: str, verb: str, as_json: bool) -> None:
+    with platform() as client:
+        before = str(client.addon(addon).get("plan"))
+        after = client.change_plan(addon, plan)
+    if as_json:
+        echo_json(after)
+        return
+    if before == plan:
+        click.echo(f"{addon} is already on {plan}.")
+        return
+    limits = after.get("limits") if isinstance(after.get("limits"), dict) else {}
+    click.echo(f"{verb} {addon} from {before} to {plan}.")
+    if limits:
+        produce = format_amount("produce_byte_rate", limits.get("produce_byte_rate"))
+        consume = format_amount("consume_byte_rate", limits.get("consume_byte_rate"))
+        click.echo(
+            f"Each credential: produce {produce}, consume {consume}; "
+            f"the add-on: {show(limits.get('max_topics'))} topics, "
+            f"{show(limits.get('max_partitions'))} partitions, "
+            f"{format_amount('capacity_bytes', limits.get('capacity_bytes'))}."
+        )
 
 
 @addons.command("attach")

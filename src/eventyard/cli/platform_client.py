@@ -153,8 +153,15 @@ class PlatformClient:
         result: JSON = self.request("GET", f"/v1/addons/{_seg(addon)}")
         return result
 
-    def destroy_addon(self, addon: str) -> None:
-        self.request("DELETE", f"/v1/addons/{_seg(addon)}")
+    def change_plan(self, addon: str, plan: str) -> JSON:
+        """Move the add-on to another plan (an upgrade or a downgrade); the add-on as it is now."""
+        result: JSON = self.request("PATCH", f"/v1/addons/{_seg(addon)}", json={"plan": plan})
+        return result
+
+    def destroy_addon(self, addon: str) -> JSON:
+        """State "deleted", or "deprovisioning" when the cleanup waits for the cluster."""
+        result = self.request("DELETE", f"/v1/addons/{_seg(addon)}")
+        return result if isinstance(result, dict) else {"name": addon, "state": "deleted"}
 
     def config(self, addon: str, app: str | None = None) -> dict[str, str]:
         params = {"app": app} if app else None

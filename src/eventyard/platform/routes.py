@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from eventyard.platform import schemas
 from eventyard.platform.schemas import ErrorOut
@@ -17,7 +17,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "No or wrong bearer token"),
         (404, "Unknown add-on, app, topic or group"),
         (409, "Conflict: exists already, or the add-on is not available"),
-        (422, "Beyond the plan's limits"),
+        (422, "Beyond the plan's limits, or usage that does not fit the plan asked for"),
         (502, "The Kafka cluster refused or failed"),
     )
 }
@@ -47,10 +47,28 @@ def register(router: APIRouter, service: PlatformService) -> None:
         """State, plan, prefix, topics, groups, attachments, the plan's limits and current usage."""
         return service.describe(addon)
 
-    @router.delete("/addons/{addon}", responses=_ERRORS, tags=["add-ons"])
-    def delete_addon(addon: str) -> dict[str, Any]:
-        """Deprovision: the add-on's topics, groups, users, ACLs and quotas are removed."""
-        return service.delete_addon(addon)
+    @router.patch(
+        "/addons/{addon}", response_model=schemas.AddonDetailOut, responses=_ERRORS, tags=["add-ons"]
+    )
+    def change_plan(addon: str, body: schemas.AddonPatch) -> dict[str, Any]:
+        """Move the add-on to another plan (an upgrade or a downgrade): every credential's quotas, the
+        tenant limits and the plan change together. 422 when the add-on's topics do not fit the new
+        plan, with what to change first; the plan history is in `plan_history`."""
+        return service.change_plan(addon, body.plan)
+
+    @router.delete(
+        "/addons/{addon}",
+        responses={**_ERRORS, 202: {"description": "Deprovisioning waits for the cluster"}},
+        tags=["add-ons"],
+    )
+    def delete_addon(addon: str, response: Response) -> dict[str, Any]:
+        """Deprovision: the add-on's topics, groups, users, ACLs and quotas are removed (200, state
+        `deleted`). When the cluster cannot be reached, 202: the add-on stays `deprovisioning` and
+        the cleanup finishes in the background once the cluster is back."""
+        result = service.delete_addon(addon)
+        if result["state"] != "deleted":
+            response.status_code = 202
+        return result
 
     @router.get(
         "/addons/{addon}/config",

@@ -54,7 +54,9 @@ class AddonOut(BaseModel):
     app: str
     plan: str
     state: Literal["provisioning", "available", "failed", "deprovisioning"]
-    reason: str | None = Field(None, description="Why provisioning failed")
+    reason: str | None = Field(
+        None, description="Why provisioning failed, or why deprovisioning waits for the cluster"
+    )
     prefix: str = Field(description="Every topic and consumer group of the add-on starts with it")
     created_at: str
     attachments: list[AttachmentOut]
@@ -109,6 +111,12 @@ class Usage(BaseModel):
     stored_bytes: int | None = Field(description="From DescribeLogDirs; null when unknown")
 
 
+class PlanChangeOut(BaseModel):
+    from_plan: str
+    to_plan: str
+    changed_at: str
+
+
 class AddonDetailOut(AddonOut):
     topics: list[TopicOut]
     groups: list[GroupRef]
@@ -117,6 +125,12 @@ class AddonDetailOut(AddonOut):
     tenant_limits_on_cluster: bool = Field(
         description="The cluster enforces the partition and storage caps itself"
     )
+    plan_changed_at: str | None = Field(None, description="When the plan last changed; null: never")
+    plan_history: list[PlanChangeOut] = Field(default_factory=list, description="Plan changes, oldest first")
+
+
+class AddonPatch(Strict):
+    plan: str = Field(description="The plan to move to (an upgrade or a downgrade)", examples=["basic-1"])
 
 
 class AttachmentIn(Strict):

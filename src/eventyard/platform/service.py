@@ -1,6 +1,7 @@
 """The control plane's domain logic, independent of HTTP: add-ons and their life cycle, attachments,
 credentials and their rotation, the config an app gets, and failure injection. Topics and groups
-are in platform.resources (a mixin over the same store and cluster)."""
+are in platform.resources, plan changes in platform.plan_changes (mixins over the same store and
+cluster)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from eventyard.platform import naming, views
 from eventyard.platform.cluster import ACCESS_LEVELS, READ_WRITE, ClusterAdmin
 from eventyard.platform.errors import BadRequest, Conflict, NotFound, PlatformError
+from eventyard.platform.plan_changes import PlanChangeMixin
 from eventyard.platform.plans import Plan
 from eventyard.platform.resources import ResourcesMixin
 from eventyard.platform.settings import Settings
@@ -29,7 +31,7 @@ MAX_GRACE_S = 7 * 24 * 3600
 MAX_FAILURE_S = 600
 
 
-class PlatformService(ResourcesMixin):
+class PlatformService(ResourcesMixin, PlanChangeMixin):
     def __init__(
         self,
         settings: Settings,
@@ -153,17 +155,38 @@ class PlatformService(ResourcesMixin):
             except PlatformError as exc:
                 log.warning("usage of %s: %s", name, exc)
         return views.addon_detail(
-            addon, plan, self.store.attachments(name), topics, self.store.groups(name), stored
+            addon,
+            plan,
+            self.store.attachments(name),
+            topics,
+            self.store.groups(name),
+            stored,
+            self.store.plan_changes(name),
         )
 
     def delete_addon(self, name: str) -> dict[str, Any]:
-        """Remove everything the add-on has on the cluster, then its records."""
+        """Remove everything the add-on has on the cluster, then its records: state "deleted". When
+        the cluster cannot be reached (or refuses), the add-on stays `deprovisioning` with the reason,
+        and the reaper finishes the job once the cluster is back (each step is idempotent)."""
         future = self._provisioning.pop(name, None)
         if future is not None:
             future.result(60)
-        addon = self.get(name)
+        self.get(name)
         with self.lock(name):
-            self.store.set_state(name, DEPROVISIONING, self.now_ms(), reason=addon.reason)
+            addon = self.store.addon(name)
+            if addon is None:  # the reaper finished it meanwhile
+                return {"name": name, "state": "deleted"}
+            self.store.set_state(name, DEPROVISIONING, self.now_ms(), reason=None)
+            reason = self._deprovision(addon)
+        if reason is not None:
+            return {"name": name, "state": DEPROVISIONING, "reason": reason}
+        return {"name": name, "state": "deleted"}
+
+    def _deprovision(self, addon: Addon) -> str | None:
+        """One try at the cleanup, the add-on's lock held: None when done (the records are gone),
+        else why it must wait (kept as the add-on's reason)."""
+        name = addon.name
+        try:
             # Credentials first: from here on no client of the add-on gets in or is authorized.
             for credential in self.store.credentials(name):
                 self._uninstall(credential)
@@ -177,8 +200,35 @@ class PlatformService(ResourcesMixin):
                     log.warning("deleting group %s: %s", group, exc)
             if addon.tenant_limits:
                 self.cluster.set_tenant_limits(addon.prefix, None, None)
-            self.store.delete_addon(name)
-        return {"name": name, "state": "deleted"}
+        except PlatformError as exc:
+            reason = f"cleanup on the cluster to finish, retried in the background: {exc.message}"
+            log.warning("deprovisioning %s: %s", name, exc.message)
+            self.store.set_state(name, DEPROVISIONING, self.now_ms(), reason=reason)
+            return reason
+        self.store.delete_addon(name)
+        log.info("add-on %s deprovisioned", name)
+        return None
+
+    def finish_deprovisioning(self) -> list[str]:
+        """Try again the deletions the cluster held up (the reaper calls this); the add-ons done."""
+        done = []
+        for addon in self.store.addons():
+            if addon.state != DEPROVISIONING:
+                continue
+            lock = self.lock(addon.name)
+            if not lock.acquire(blocking=False):  # a DELETE request is at it right now
+                continue
+            try:
+                current = self.store.addon(addon.name)
+                if (
+                    current is not None
+                    and current.state == DEPROVISIONING
+                    and self._deprovision(current) is None
+                ):
+                    done.append(addon.name)
+            finally:
+                lock.release()
+        return done
 
     # -- credentials and attachments
 
@@ -270,7 +320,10 @@ class PlatformService(ResourcesMixin):
         return self.config(name, app)
 
     def reap(self, now: float | None = None) -> list[str]:
-        """Delete the credentials whose grace period has ended (users, ACLs, quotas); their names."""
+        """Delete the credentials whose grace period has ended (users, ACLs, quotas); their names.
+        Also finishes the deletions of add-ons that waited for the cluster."""
+        for name in self.finish_deprovisioning():
+            log.info("finished deprovisioning %s", name)
         now_ms = self.now_ms() if now is None else int(now * 1000)
         reaped = []
         for credential in self.store.expired_credentials(now_ms):

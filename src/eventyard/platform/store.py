@@ -26,6 +26,8 @@ SCHEMA = (
         created_ms BIGINT NOT NULL, PRIMARY KEY (addon, name))""",
     """CREATE TABLE IF NOT EXISTS platform_groups (
         addon TEXT NOT NULL, name TEXT NOT NULL, created_ms BIGINT NOT NULL, PRIMARY KEY (addon, name))""",
+    """CREATE TABLE IF NOT EXISTS platform_plan_changes (
+        addon TEXT NOT NULL, from_plan TEXT NOT NULL, to_plan TEXT NOT NULL, changed_ms BIGINT NOT NULL)""",
 )
 
 
@@ -40,6 +42,14 @@ class Addon:
     tenant_limits: bool  # the cluster enforces the plan's partition and storage caps itself
     created_ms: int
     updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    addon: str
+    from_plan: str
+    to_plan: str
+    changed_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,27 @@ class Store:
                     "UPDATE platform_addons SET tenant_limits = ? WHERE name = ?", (int(tenant_limits), name)
                 )
 
+    def change_plan(self, name: str, from_plan: str, to_plan: str, now_ms: int) -> None:
+        """The add-on's new plan and an entry in its plan history, together."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE platform_addons SET plan = ?, updated_ms = ? WHERE name = ?", (to_plan, now_ms, name)
+            )
+            tx.execute(
+                "INSERT INTO platform_plan_changes (addon, from_plan, to_plan, changed_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (name, from_plan, to_plan, now_ms),
+            )
+
+    def plan_changes(self, addon: str) -> list[PlanChange]:
+        """Oldest first."""
+        rows = self._query(
+            "SELECT addon, from_plan, to_plan, changed_ms FROM platform_plan_changes "
+            "WHERE addon = ? ORDER BY changed_ms",
+            (addon,),
+        )
+        return [PlanChange(r[0], r[1], r[2], int(r[3])) for r in rows]
+
     def delete_addon(self, name: str) -> None:
         with self.db.transaction() as tx:
             for table in (
@@ -168,6 +199,7 @@ class Store:
                 "platform_credentials",
                 "platform_topics",
                 "platform_groups",
+                "platform_plan_changes",
             ):
                 tx.execute(f"DELETE FROM {table} WHERE addon = ?", (name,))
             tx.execute("DELETE FROM platform_addons WHERE name = ?", (name,))

@@ -7,7 +7,7 @@ from typing import Any
 
 from eventyard.platform.plans import Plan
 from eventyard.platform.settings import Settings
-from eventyard.platform.store import Addon, Attachment, Credential, Group, Topic
+from eventyard.platform.store import Addon, Attachment, Credential, Group, PlanChange, Topic
 
 
 def timestamp(ms: int) -> str:
@@ -34,7 +34,9 @@ def addon_detail(
     topics: list[Topic],
     groups: list[Group],
     stored_bytes: int | None,
+    plan_changes: list[PlanChange] | None = None,
 ) -> dict[str, Any]:
+    changes = plan_changes or []
     return {
         **addon(record, attachments),
         "topics": [topic(record, t) for t in topics],
@@ -46,6 +48,11 @@ def addon_detail(
             "stored_bytes": stored_bytes,
         },
         "tenant_limits_on_cluster": record.tenant_limits,
+        "plan_changed_at": timestamp(changes[-1].changed_ms) if changes else None,
+        "plan_history": [
+            {"from_plan": c.from_plan, "to_plan": c.to_plan, "changed_at": timestamp(c.changed_ms)}
+            for c in changes
+        ],
     }
 
 
