@@ -1,15 +1,20 @@
 """python -m examples.cart [--interactive] [--bootstrap HOST:PORT]
 
-Without --bootstrap, a broker runs inside this process (EmbeddedBroker, in memory)."""
+Without --bootstrap, the app of a platform add-on (KAFKA_URL and the other config vars set) uses the
+add-on's topic `carts`, made beforehand with `eventyard kafka topics create carts --partitions 3`;
+else a broker runs inside this process (EmbeddedBroker, in memory)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from contextlib import ExitStack
 
 from eventyard.testing import EmbeddedBroker
+from eventyard.toolkit import MissingTopic, config_from_env
+from eventyard.toolkit.kafka import Config
 from examples.cart.app import SCRIPT, USAGE, CartService, format_table, run
 
 
@@ -21,14 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     with ExitStack() as stack:
+        config: Config
         if args.bootstrap:
-            bootstrap = args.bootstrap
+            config = bootstrap = args.bootstrap
             topic = args.topic or f"carts-{uuid.uuid4().hex[:8]}"
+        elif os.environ.get("KAFKA_URL"):  # a platform add-on's app: names get its prefix
+            config = config_from_env()
+            bootstrap = config["bootstrap.servers"]
+            topic = args.topic or "carts"
         else:
-            bootstrap = stack.enter_context(EmbeddedBroker(data_dir=None)).bootstrap
+            config = bootstrap = stack.enter_context(EmbeddedBroker(data_dir=None)).bootstrap
             topic = args.topic or "carts"
         print(f"Eventyard cart demo: broker {bootstrap}, topic {topic}", file=out)
-        service = CartService(bootstrap, topic)
+        service = CartService(config, topic)
         stack.callback(service.close)
         if args.interactive:
             print(USAGE, file=out)
@@ -47,4 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MissingTopic as missing:  # on a platform add-on: its topics are made through the platform
+        sys.exit(f"error: {missing}")

@@ -1,10 +1,13 @@
 """python -m examples.orders [--bootstrap HOST:PORT]
 
-Without --bootstrap, a broker runs inside this process (EmbeddedBroker, in memory)."""
+Without --bootstrap, the app of a platform add-on (KAFKA_URL and the other config vars set) uses the
+add-on's topics `orders` and `orders.<service>.dead-letter` (inventory, shipping, email, analytics),
+made beforehand with `eventyard kafka topics create`; else a broker runs inside this process."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -12,7 +15,8 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 from eventyard.testing import EmbeddedBroker
-from eventyard.toolkit import Worker
+from eventyard.toolkit import MissingTopic, Worker, config_from_env
+from eventyard.toolkit.kafka import Config
 from examples.orders.domain import describe
 from examples.orders.orders import OrdersService
 from examples.orders.services import Analytics, Email, Inventory, Service, Shipping, subscribe
@@ -41,11 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="a running Kafka cluster (default: an embedded broker)")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
+        config: Config
         if args.bootstrap:
-            config, topic = args.bootstrap, f"orders-{uuid.uuid4().hex[:8]}"
+            config = bootstrap = args.bootstrap
+            topic = f"orders-{uuid.uuid4().hex[:8]}"
+        elif os.environ.get("KAFKA_URL"):  # a platform add-on's app: names get its prefix
+            config = config_from_env()
+            bootstrap, topic = config["bootstrap.servers"], "orders"
         else:
-            config, topic = stack.enter_context(EmbeddedBroker(data_dir=None)).bootstrap, "orders"
-        print(f"Eventyard orders demo: broker {config}, topic {topic}")
+            config = bootstrap = stack.enter_context(EmbeddedBroker(data_dir=None)).bootstrap
+            topic = "orders"
+        print(f"Eventyard orders demo: broker {bootstrap}, topic {topic}")
         orders = OrdersService(config, topic)
         stack.callback(orders.close)
 
@@ -81,4 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MissingTopic as missing:  # on a platform add-on: its topics are made through the platform
+        sys.exit(f"error: {missing}")

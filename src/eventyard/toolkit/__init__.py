@@ -13,13 +13,21 @@ from eventyard.toolkit.errors import (
     DatabaseDriverMissing,
     DatabaseUnavailable,
     InvalidEventPayload,
+    MissingTopic,
     PublishError,
     ToolkitError,
     UnknownEventType,
 )
 from eventyard.toolkit.events import Event, EventRegistry, JsonSerializer, RecordedEvent, Serializer
 from eventyard.toolkit.index import EventIndex
-from eventyard.toolkit.kafka import Record, ensure_topic, partition_for, read_topic, supports_transactions
+from eventyard.toolkit.kafka import (
+    Record,
+    config_from_env,
+    ensure_topic,
+    partition_for,
+    read_topic,
+    supports_transactions,
+)
 from eventyard.toolkit.projection import Projection, Projector
 from eventyard.toolkit.publisher import Delivery, EventPublisher
 from eventyard.toolkit.repository import EventLog, InMemoryEventLog, Repository
@@ -45,6 +53,7 @@ __all__ = [
     "InvalidEventPayload",
     "JsonSerializer",
     "KafkaEventLog",
+    "MissingTopic",
     "PoisonEvent",
     "Projection",
     "Projector",
@@ -59,6 +68,7 @@ __all__ = [
     "UnknownEventType",
     "Worker",
     "WorkerError",
+    "config_from_env",
     "connect",
     "ensure_topic",
     "partition_for",

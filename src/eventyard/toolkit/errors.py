@@ -42,6 +42,15 @@ class PublishError(ToolkitError):
         super().__init__(f"publish failed: {reason}")
 
 
+class MissingTopic(ToolkitError):
+    """A topic the application needs does not exist (or this credential may not see it), and the
+    toolkit may not create it: on a platform add-on, topics are created through the platform."""
+
+    def __init__(self, topic: str, detail: str) -> None:
+        self.topic = topic
+        super().__init__(f"topic {topic!r} is not available: {detail}")
+
+
 class CommandRejected(ToolkitError):
     """A command that the aggregate's rules refuse in its current state."""
 

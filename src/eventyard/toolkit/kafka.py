@@ -1,13 +1,15 @@
 """The Kafka edge, through librdkafka only, so everything here runs unchanged on Apache Kafka:
-client settings, the key -> partition function, topic set-up, feature probing, reading a topic back."""
+client settings (and a platform add-on's, with its name prefix), the key -> partition function,
+topic set-up, feature probing, reading a topic back."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +17,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from eventyard.toolkit.errors import ToolkitError
+from eventyard.toolkit.errors import MissingTopic, ToolkitError
 
-Config = str | Mapping[str, Any]  # a bootstrap address, or librdkafka settings
+Config = str | Mapping[str, Any]  # a bootstrap address, or librdkafka settings (+ PREFIX)
+
+# The one setting of a Config that is not librdkafka's: a tenant's resource-name prefix (a platform
+# add-on's KAFKA_PREFIX). A key, not an attribute, so that it survives `{**config, ...}` copies.
+PREFIX = "eventyard.prefix"
 
 # ApiVersions keys a cluster advertises when it coordinates transactions.
 ADD_PARTITIONS_TO_TXN = 24
@@ -32,7 +38,54 @@ def client_config(
     settings = dict(defaults or {})
     settings.update({"bootstrap.servers": config} if isinstance(config, str) else config)
     settings.update({k.replace("_", "."): v for k, v in overrides.items()})
+    settings.pop(PREFIX, None)  # librdkafka would refuse an unknown property
     return settings
+
+
+def prefix_of(config: Config) -> str:
+    """The config's resource-name prefix: "" unless it came from a platform add-on."""
+    return "" if isinstance(config, str) else str(config.get(PREFIX) or "")
+
+
+def name(config: Config, base: str) -> str:
+    """The name on the cluster of a topic, group or transactional id: the prefix, then `base`.
+
+    Every name the toolkit sends goes through here. A name already under the prefix is left as is,
+    so names read back from the cluster, or prefixed by the application itself, can be passed again."""
+    prefix = prefix_of(config)
+    return base if base.startswith(prefix) else prefix + base
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Config of a platform add-on's app, from its environment variables (os.environ by default):
+    KAFKA_URL (host:port list; kafka:// or kafka+ssl:// schemes are dropped), KAFKA_USERNAME,
+    KAFKA_PASSWORD, KAFKA_SASL_MECHANISM (default SCRAM-SHA-512), KAFKA_SECURITY_PROTOCOL (default:
+    SASL_SSL with a KAFKA_TRUSTED_CERT, else SASL_PLAINTEXT), KAFKA_TRUSTED_CERT (CA PEM),
+    KAFKA_CLIENT_CERT and KAFKA_CLIENT_CERT_KEY (PEM, for mutual TLS) and KAFKA_PREFIX."""
+    env = os.environ if environ is None else environ
+    url = env.get("KAFKA_URL", "").strip()
+    if not url:
+        raise ToolkitError("KAFKA_URL is not set: attach a Kafka add-on to the app, or pass a config")
+    hosts = [re.sub(r"^[a-z][a-z0-9+.-]*://", "", h.strip()) for h in url.split(",") if h.strip()]
+    config: dict[str, Any] = {"bootstrap.servers": ",".join(hosts)}
+    ca = env.get("KAFKA_TRUSTED_CERT")
+    user = env.get("KAFKA_USERNAME")
+    default = ("SASL_SSL" if ca else "SASL_PLAINTEXT") if user else ("SSL" if ca else "PLAINTEXT")
+    config["security.protocol"] = env.get("KAFKA_SECURITY_PROTOCOL") or default
+    if config["security.protocol"].upper().startswith("SASL"):
+        config["sasl.mechanism"] = env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512"
+        config["sasl.username"] = user or ""
+        config["sasl.password"] = env.get("KAFKA_PASSWORD", "")
+    for variable, setting in (
+        ("KAFKA_TRUSTED_CERT", "ssl.ca.pem"),
+        ("KAFKA_CLIENT_CERT", "ssl.certificate.pem"),
+        ("KAFKA_CLIENT_CERT_KEY", "ssl.key.pem"),
+    ):
+        if env.get(variable):
+            config[setting] = env[variable]
+    if env.get("KAFKA_PREFIX"):
+        config[PREFIX] = env["KAFKA_PREFIX"]
+    return config
 
 
 def murmur2(data: bytes) -> int:
@@ -66,8 +119,16 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+# Answers to a CreateTopics that mean "this client may not create topics" (a platform's tenant).
+_NOT_ALLOWED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
 def ensure_topic(config: Config, topic: str, partitions: int = 1, timeout: float = 15.0) -> int:
-    """Create the topic if it is missing; returns its partition count (an existing topic keeps its own)."""
+    """Create the topic if it is missing; returns its partition count (an existing topic keeps its own).
+
+    MissingTopic when it is missing and the credential may not create topics (a platform add-on's:
+    its topics are made through the control plane)."""
+    topic = name(config, topic)
     with AdminClient(client_config(config, {"log_level": 5})) as admin:  # no info lines on close
         metadata = admin.list_topics(timeout=timeout)
         if topic not in metadata.topics:
@@ -75,16 +136,47 @@ def ensure_topic(config: Config, topic: str, partitions: int = 1, timeout: float
             try:
                 admin.create_topics([new], request_timeout=timeout)[topic].result(timeout)
             except KafkaException as error:
-                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                code = error.args[0].code()
+                if code in _NOT_ALLOWED:
+                    raise missing_topic(config, topic, partitions, error.args[0].str()) from None
+                if code != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise ToolkitError(f"cannot create topic {topic!r}: {error.args[0].str()}") from None
             metadata = admin.list_topics(topic, timeout=timeout)
     return len(metadata.topics[topic].partitions)
 
 
-def partition_count(client: Producer | Consumer, topic: str, timeout: float = 15.0) -> int:
+def require_topics(config: Config, topics: Sequence[str], timeout: float = 15.0) -> None:
+    """MissingTopic unless every topic exists (and the credential may see it)."""
+    with AdminClient(client_config(config, {"log_level": 5})) as admin:
+        known = admin.list_topics(timeout=timeout).topics
+    for topic in topics:
+        if name(config, topic) not in known:
+            raise missing_topic(config, name(config, topic), None, "no such topic for this credential")
+
+
+def missing_topic(config: Config, topic: str, partitions: int | None, reason: str) -> MissingTopic:
+    """The error for a topic the application needs and may not create, saying how to create it."""
+    prefix = prefix_of(config)
+    if not prefix:
+        return MissingTopic(topic, f"{reason}; create it with the cluster's tools")
+    base = topic[len(prefix) :] if topic.startswith(prefix) else topic
+    option = f" --partitions {partitions}" if partitions else ""
+    return MissingTopic(
+        topic,
+        f"{reason}. The topics of a platform add-on are created through the platform, not by its "
+        f"apps: `eventyard kafka topics create {base}{option} --app <app>` (prefix {prefix!r})",
+    )
+
+
+def partition_count(
+    client: Producer | Consumer, topic: str, timeout: float = 15.0, config: Config = ""
+) -> int:
     metadata = client.list_topics(topic, timeout=timeout).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         reason = metadata.error.str() if metadata is not None and metadata.error else "no partitions"
+        code = metadata.error.code() if metadata is not None and metadata.error else None
+        if metadata is None or code in (KafkaError.UNKNOWN_TOPIC_OR_PART, *_NOT_ALLOWED):
+            raise missing_topic(config, topic, None, reason)
         raise ToolkitError(f"topic {topic!r} is not available: {reason}")
     return len(metadata.partitions)
 
@@ -98,7 +190,7 @@ class Watermarks:
     def __init__(self, config: Config, timeout: float = 15.0) -> None:
         self.timeout = timeout
         self._client = Consumer(
-            client_config(config, group_id="eventyard-watermarks", enable_auto_commit=False)
+            client_config(config, group_id=name(config, "eventyard-watermarks"), enable_auto_commit=False)
         )
         self._lock = threading.Lock()
 
@@ -178,13 +270,17 @@ class Record:
 
 def read_topic(config: Config, topic: str, timeout: float = 15.0) -> list[Record]:
     """Every record of the topic up to its current end, partition by partition, in offset order."""
+    topic = name(config, topic)
     consumer = Consumer(
         client_config(
-            config, group_id="eventyard-read-topic", enable_auto_commit=False, enable_partition_eof=True
+            config,
+            group_id=name(config, "eventyard-read-topic"),
+            enable_auto_commit=False,
+            enable_partition_eof=True,
         )
     )
     try:
-        partitions = range(partition_count(consumer, topic, timeout))
+        partitions = range(partition_count(consumer, topic, timeout, config))
         ends = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout, cached=False)
             for p in partitions

@@ -25,7 +25,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from eventyard.toolkit.errors import ToolkitError, UnknownEventType
 from eventyard.toolkit.events import EventRegistry, RecordedEvent
-from eventyard.toolkit.kafka import Config, Watermarks, client_config
+from eventyard.toolkit.kafka import Config, Watermarks, client_config, prefix_of, require_topics
+from eventyard.toolkit.kafka import name as resource_name
 from eventyard.toolkit.sql import Database, Transaction, connect
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,14 @@ class Projector:
         skip_unknown: bool = False,
     ) -> None:
         self.config = config
-        self.topic = topic
+        # the names on the cluster: with the prefix of a platform add-on's config
+        self.topic = resource_name(config, topic)
+        self.group = resource_name(config, group or projection.name)
+        if prefix_of(config):  # a tenant cannot create it, and waiting for it would look like a hang
+            require_topics(config, [self.topic])
         self.projection = projection
         self.registry = registry
         self.db = connect(database) if isinstance(database, str | Path) else database
-        self.group = group or projection.name
         self.batch_size = batch_size
         self.skip_unknown = skip_unknown  # else an unknown event type stops the projector (fail-stop)
         self._consumer: Any = None

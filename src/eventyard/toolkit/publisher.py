@@ -34,8 +34,10 @@ from eventyard.toolkit.events import Event, EventRegistry
 from eventyard.toolkit.kafka import (
     Config,
     client_config,
+    name,
     partition_count,
     partition_for,
+    prefix_of,
     supports_transactions,
 )
 
@@ -53,7 +55,8 @@ class EventPublisher:
 
     transactions: None detects what the cluster supports, True requires transactions, False never
     uses them. `transactional_id` should be stable per writer so a restarted writer fences its
-    previous incarnation; by default each publisher gets a fresh one."""
+    previous incarnation; by default each publisher gets a fresh one. Topic names and the
+    transactional id get the config's prefix (a platform add-on's), see kafka.name."""
 
     def __init__(
         self,
@@ -66,6 +69,8 @@ class EventPublisher:
     ) -> None:
         self.registry = registry
         self.timeout = timeout
+        self.prefix = prefix_of(config)
+        self._config = config
         self.transactional = supports_transactions(config) if transactions is None else transactions
         settings: dict[str, Any] = {
             "enable.idempotence": True,
@@ -73,7 +78,7 @@ class EventPublisher:
             "delivery.timeout.ms": int(timeout * 1000),
         }
         if self.transactional:
-            settings["transactional.id"] = transactional_id or f"eventyard-{uuid.uuid4()}"
+            settings["transactional.id"] = name(config, transactional_id or f"eventyard-{uuid.uuid4()}")
         self.settings = client_config(config, **{k.replace(".", "_"): v for k, v in settings.items()})
         self._producer = Producer(self.settings)
         self._lock = threading.Lock()  # one command at a time in the queue: its records stay together
@@ -82,8 +87,9 @@ class EventPublisher:
             self._producer.init_transactions(timeout)
 
     def partition(self, topic: str, key: str) -> int:
+        topic = name(self._config, topic)
         if topic not in self._partitions:
-            self._partitions[topic] = partition_count(self._producer, topic, self.timeout)
+            self._partitions[topic] = partition_count(self._producer, topic, self.timeout, self._config)
         return partition_for(key, self._partitions[topic])
 
     def publish(self, topic: str, key: str, events: Sequence[Event]) -> list[Delivery]:
@@ -91,6 +97,7 @@ class EventPublisher:
         if not events:
             return []
         encoded = [self.registry.encode(e) for e in events]  # fails before anything is sent
+        topic = name(self._config, topic)
         partition = self.partition(topic, key)
         results: list[tuple[int, Any, Any]] = []
         done = threading.Event()

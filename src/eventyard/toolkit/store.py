@@ -33,7 +33,15 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from eventyard.toolkit.errors import ConcurrencyConflict, ToolkitError
 from eventyard.toolkit.events import Event, EventRegistry, RecordedEvent
 from eventyard.toolkit.index import EventIndex, IndexedEvent
-from eventyard.toolkit.kafka import Config, Record, Watermarks, client_config, message_position, to_record
+from eventyard.toolkit.kafka import (
+    Config,
+    Record,
+    Watermarks,
+    client_config,
+    message_position,
+    to_record,
+)
+from eventyard.toolkit.kafka import name as resource_name
 from eventyard.toolkit.publisher import Delivery, EventPublisher
 
 _guard = threading.Lock()
@@ -78,7 +86,7 @@ class KafkaEventLog:
         publisher: EventPublisher | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.topic = topic
+        self.topic = resource_name(config, topic)  # with the prefix of a platform add-on's config
         self.registry = registry
         self.timeout = timeout
         self.index = index if isinstance(index, EventIndex) else EventIndex(index)
@@ -87,7 +95,7 @@ class KafkaEventLog:
         self._consumer = Consumer(
             client_config(
                 config,
-                group_id="eventyard-event-index",
+                group_id=resource_name(config, "eventyard-event-index"),
                 enable_auto_commit=False,
                 enable_partition_eof=True,
                 isolation_level="read_committed",

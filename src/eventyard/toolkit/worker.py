@@ -34,7 +34,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from eventyard.toolkit.errors import InvalidEventPayload, ToolkitError, UnknownEventType
 from eventyard.toolkit.events import EventRegistry, RecordedEvent
-from eventyard.toolkit.kafka import Config, client_config, ensure_topic
+from eventyard.toolkit.kafka import Config, client_config, ensure_topic, prefix_of, require_topics
+from eventyard.toolkit.kafka import name as resource_name
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +113,26 @@ class Worker:
         if retries < 0 or concurrency < 1 or backoff[0] < 0 or backoff[1] < backoff[0]:
             raise ValueError("need retries >= 0, concurrency >= 1 and 0 <= initial backoff <= maximum")
         self.config = config
-        self.topics = [topics] if isinstance(topics, str) else list(topics)
-        self.group = group
+        # the names on the cluster: with the prefix of a platform add-on's config
+        self.topics = [resource_name(config, t) for t in ([topics] if isinstance(topics, str) else topics)]
+        self.group = resource_name(config, group)
         self.handler = handler
         self.registry = registry
         self.retries = retries
         self.backoff = backoff
-        self.dead_letter_topic = dead_letter_topic
+        self.dead_letter_topic = (
+            None if dead_letter_topic is None else resource_name(config, dead_letter_topic)
+        )
         self.concurrency = concurrency
         self.max_buffered = max_buffered
         self.handled = 0  # events the handler succeeded on (a replayed one counts again)
         self.dead_lettered = 0
         self.error: BaseException | None = None  # what stopped the worker
         self._producer: Any = None  # for dead letters, while running
-        if dead_letter_topic is not None:
-            ensure_topic(config, dead_letter_topic)
+        if self.dead_letter_topic is not None:
+            ensure_topic(config, self.dead_letter_topic)
+        if prefix_of(config):  # a tenant cannot create them, and waiting for them would look like a hang
+            require_topics(config, self.topics)
         self._stopping = threading.Event()
         self._signalled = False  # set by a signal handler: no locks there
         self._thread: threading.Thread | None = None
