@@ -27,6 +27,7 @@ from eventyard.cli.kafka_format import (
 )
 from eventyard.cli.kafka_topics import consumer_groups, topics
 from eventyard.cli.platform_client import PlatformClient
+from eventyard.kafka_env import bootstrap_servers, settings_from_env
 
 addon_argument = click.argument("addon", required=False)
 
@@ -180,23 +181,14 @@ def _connection(
     """(prefix, bootstrap, librdkafka settings) for connecting as the app."""
     name = resolve_addon(client, addon, app)
     config = client.config(name, _owner(client, name, app))
-    url = config.get("KAFKA_URL", "")
-    if not url:
+    if not bootstrap_servers(config.get("KAFKA_URL", "")):
         raise click.ClickException(
             f"{name} has no KAFKA_URL yet: is it provisioned? (`eventyard kafka wait`)"
         )
-    # librdkafka wants host:port; tolerate kafka:// or kafka+ssl:// URLs.
-    bootstrap = ",".join(part.split("://", 1)[-1] for part in url.split(","))
-    settings = [f"security.protocol={config.get('KAFKA_SECURITY_PROTOCOL', 'SASL_PLAINTEXT')}"]
-    if config.get("KAFKA_USERNAME"):
-        settings += [
-            f"sasl.mechanism={config.get('KAFKA_SASL_MECHANISM', 'SCRAM-SHA-512')}",
-            f"sasl.username={config['KAFKA_USERNAME']}",
-            f"sasl.password={config.get('KAFKA_PASSWORD', '')}",
-        ]
-    if config.get("KAFKA_TRUSTED_CERT"):
-        settings.append(f"ssl.ca.pem={config['KAFKA_TRUSTED_CERT']}")
-    return config.get("KAFKA_PREFIX", ""), bootstrap, tuple(settings)
+    # The same translation as the toolkit's config_from_env, as `--client-setting key=value` pairs.
+    settings = settings_from_env(config)
+    bootstrap = settings.pop("bootstrap.servers")
+    return config.get("KAFKA_PREFIX", ""), bootstrap, tuple(f"{k}={v}" for k, v in settings.items())
 
 
 @kafka.command("tail")

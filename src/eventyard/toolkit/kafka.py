@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from eventyard.kafka_env import bootstrap_servers, settings_from_env
 from eventyard.toolkit.errors import MissingTopic, ToolkitError
 
 Config = str | Mapping[str, Any]  # a bootstrap address, or librdkafka settings (+ PREFIX)
@@ -63,26 +64,9 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     SASL_SSL with a KAFKA_TRUSTED_CERT, else SASL_PLAINTEXT), KAFKA_TRUSTED_CERT (CA PEM),
     KAFKA_CLIENT_CERT and KAFKA_CLIENT_CERT_KEY (PEM, for mutual TLS) and KAFKA_PREFIX."""
     env = os.environ if environ is None else environ
-    url = env.get("KAFKA_URL", "").strip()
-    if not url:
+    if not bootstrap_servers(env.get("KAFKA_URL", "")):
         raise ToolkitError("KAFKA_URL is not set: attach a Kafka add-on to the app, or pass a config")
-    hosts = [re.sub(r"^[a-z][a-z0-9+.-]*://", "", h.strip()) for h in url.split(",") if h.strip()]
-    config: dict[str, Any] = {"bootstrap.servers": ",".join(hosts)}
-    ca = env.get("KAFKA_TRUSTED_CERT")
-    user = env.get("KAFKA_USERNAME")
-    default = ("SASL_SSL" if ca else "SASL_PLAINTEXT") if user else ("SSL" if ca else "PLAINTEXT")
-    config["security.protocol"] = env.get("KAFKA_SECURITY_PROTOCOL") or default
-    if config["security.protocol"].upper().startswith("SASL"):
-        config["sasl.mechanism"] = env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512"
-        config["sasl.username"] = user or ""
-        config["sasl.password"] = env.get("KAFKA_PASSWORD", "")
-    for variable, setting in (
-        ("KAFKA_TRUSTED_CERT", "ssl.ca.pem"),
-        ("KAFKA_CLIENT_CERT", "ssl.certificate.pem"),
-        ("KAFKA_CLIENT_CERT_KEY", "ssl.key.pem"),
-    ):
-        if env.get(variable):
-            config[setting] = env[variable]
+    config: dict[str, Any] = dict(settings_from_env(env))
     if env.get("KAFKA_PREFIX"):
         config[PREFIX] = env["KAFKA_PREFIX"]
     return config
