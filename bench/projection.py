@@ -9,9 +9,14 @@ durability settings: fsync on, synchronous_commit on). SQLite runs as the toolki
 synchronous=FULL.
 
 Throughput: `--events` cart events (valid histories of 1,000 carts) are published to a topic of 3
-partitions before the projector starts; one projector (the cart_items projection, batches of
-`--batch` events, one transaction each) consumes from the beginning into a fresh database. Timed
+partitions before the projector starts; one projector (the cart_items projection, which sends
+an upsert or a delete per event with `tx.send`; batches of `--batch` events, one transaction each)
+consumes from the beginning into a fresh database. Timed
 from the end of its first batch (after joining the group) to the last event; median of `--runs`.
+
+`--databases postgres-execute` (or sqlite-execute) adds runs of the same projection with every
+statement through `tx.execute`, which waits for the database's answer, as the projections did before
+`tx.send` existed: the runs alternate with the others, for a comparison under the same load.
 
 Latency: a projector runs, caught up; a publisher sends one AddedItemToCart every 1/`--rate` s for
 `--seconds` s, each to its own cart. Latency is from just before publish() to the return of the
@@ -29,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,16 +96,39 @@ class Databases:
 
     def fresh(self, kind: str) -> str:
         name = f"bench_{uuid.uuid4().hex[:10]}"
-        if kind == "sqlite":
+        if kind.startswith("sqlite"):
             return f"sqlite:///{self.workdir / (name + '.db')}"
         return self.postgres.create_database(name)
 
 
-def throughput(bootstrap: str, topic: str, total: int, url: str, batch: int) -> float:
+class _EachWaits:
+    """A transaction whose send() is execute(): every statement waits for the database's answer."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self._tx.execute(sql, params)
+
+    def send(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._tx.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._tx.query(sql, params)
+
+
+class ExecutedCartItems(CartItems):
+    """cart_items with every statement executed: one round trip each on PostgreSQL."""
+
+    def apply(self, tx: Transaction, recorded: RecordedEvent) -> None:
+        super().apply(_EachWaits(tx), recorded)
+
+
+def throughput(bootstrap: str, topic: str, total: int, url: str, batch: int, execute: bool = False) -> float:
     """Events per second one projector applies, from the end of its first batch to the last event."""
-    with Projector(
-        bootstrap, topic, CartItems(), events, url, group=f"bench-{uuid.uuid4().hex[:8]}", batch_size=batch
-    ) as projector:
+    projection = ExecutedCartItems() if execute else CartItems()
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    with Projector(bootstrap, topic, projection, events, url, group=group, batch_size=batch) as projector:
         first = 0
         while first == 0:
             first = projector.poll(1.0)
@@ -230,13 +258,13 @@ def main() -> None:
         rates: dict[str, list[float]] = {kind: [] for kind in kinds}
         for run in range(args.runs):
             for kind in kinds:  # alternating, so that a slow moment of the machine hits both
-                rates[kind].append(
-                    throughput(broker.bootstrap, topic, total, databases.fresh(kind), args.batch)
-                )
+                url = databases.fresh(kind)
+                execute = kind.endswith("-execute")
+                rates[kind].append(throughput(broker.bootstrap, topic, total, url, args.batch, execute))
                 say(f"run {run + 1} {kind}: {rates[kind][-1]:,.0f} events/s")
 
         latencies: dict[str, list[float]] = {}
-        for kind in kinds:
+        for kind in (kind for kind in kinds if not kind.endswith("-execute")):
             latencies[kind] = sorted(
                 latency(broker.bootstrap, databases.fresh(kind), args.rate, args.seconds)
             )
@@ -246,14 +274,13 @@ def main() -> None:
             f"\nThroughput: {total:,} events, {PARTITIONS} partitions, batches of {args.batch}, "
             f"median of {args.runs} runs"
         )
-        print(f"{'database':<10} {'events/s':>10}   runs")
+        print(f"{'database':<16} {'events/s':>10}   runs")
         for kind in kinds:
             runs = ", ".join(f"{r:,.0f}" for r in rates[kind])
-            print(f"{kind:<10} {statistics.median(rates[kind]):>10,.0f}   {runs}")
+            print(f"{kind:<16} {statistics.median(rates[kind]):>10,.0f}   {runs}")
         print(f"\nLatency, publish to committed row: {args.rate:g} events/s for {args.seconds:g} s")
         print(f"{'database':<10} {'median ms':>10} {'p99 ms':>8} {'max ms':>8}")
-        for kind in kinds:
-            ordered = latencies[kind]
+        for kind, ordered in latencies.items():
             print(
                 f"{kind:<10} {statistics.median(ordered):>10.1f} {percentile(ordered, 0.99):>8.1f} "
                 f"{ordered[-1]:>8.1f}"

@@ -25,13 +25,13 @@ class CartItems(Projection):
                 AddedItemToCart(cart_id=cart, sku=sku, quantity=quantity)
                 | ChangedItemQuantity(cart_id=cart, sku=sku, quantity=quantity)
             ):
-                tx.execute(
+                tx.send(  # send: no row count needed, so PostgreSQL need not answer before the next
                     "INSERT INTO cart_items VALUES (?, ?, ?) "
                     "ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = excluded.quantity",
                     (cart, sku, quantity),
                 )
             case RemovedItemFromCart(cart_id=cart, sku=sku):
-                tx.execute("DELETE FROM cart_items WHERE cart_id = ? AND sku = ?", (cart, sku))
+                tx.send("DELETE FROM cart_items WHERE cart_id = ? AND sku = ?", (cart, sku))
 
 
 def rows(tx: Transaction) -> list[tuple[str, str, int]]:

@@ -170,6 +170,35 @@ def test_placeholders_for_psycopg() -> None:
     )
 
 
+def test_sent_statements_run_in_order_and_roll_back_with_their_transaction(database_url: str) -> None:
+    db = connect(database_url)
+    try:
+        with db.transaction() as tx:
+            tx.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+            for n in range(30):
+                tx.send("INSERT INTO t VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET n = excluded.n", ("a%", n))
+            tx.send("INSERT INTO t VALUES ('b?', 1) -- a comment ends at the line's end; so: '")
+            tx.send("INSERT INTO t VALUES (?, ?);", ("it's -- ; ?", 2**40))
+            expected = [("a%", 29), ("b?", 1), ("it's -- ; ?", 2**40)]
+            assert tx.query("SELECT k, n FROM t ORDER BY k") == expected
+            tx.send("DELETE FROM t WHERE k LIKE 'b%'")
+            assert tx.execute("UPDATE t SET n = n + 1") == 2  # after the sent DELETE
+
+        # A sent statement that fails: raised by the block at the latest, and nothing of it stays.
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"), db.transaction() as tx:
+            tx.execute("DELETE FROM t WHERE k = ?", ("a%",))
+            tx.send("INSERT INTO t VALUES ('c', 1)")
+            tx.send("INSERT INTO t VALUES (?, 1)", ("it's -- ; ?",))  # a duplicate key
+            tx.send("INSERT INTO t VALUES ('d', 1)")
+        with pytest.raises(RuntimeError), db.transaction() as tx:
+            tx.send("DELETE FROM t")
+            raise RuntimeError("rolled back")
+        with db.transaction() as tx:
+            assert tx.query("SELECT k, n FROM t ORDER BY k") == [("a%", 30), ("it's -- ; ?", 2**40 + 1)]
+    finally:
+        db.close()
+
+
 def test_a_projector_needs_its_topic(eventyard_bootstrap: str) -> None:
     with pytest.raises(ToolkitError, match="not available"):
         EventPublisher(eventyard_bootstrap, events, transactions=False).partition("", "k")

@@ -52,6 +52,19 @@ def test_portable_statements_run_on_postgres(postgres_database: str) -> None:
     db.close()
 
 
+def test_sent_statements_do_not_wait_for_the_server(postgres_database: str) -> None:
+    db = connect(postgres_database)
+    with db.transaction() as tx:
+        started = time.monotonic()
+        for _ in range(4):
+            tx.send("SELECT pg_sleep(0.5)")  # executed one after the other, at the query below
+        sent = time.monotonic() - started
+        assert tx.query("SELECT 1") == [(1,)]
+        done = time.monotonic() - started
+    db.close()
+    assert sent < 1.0 <= 2.0 <= done  # the sends waited for no statement; the query for all four
+
+
 def test_members_of_a_group_share_a_postgres_database(
     eventyard_bootstrap: str, topic: str, postgres_database: str, wait_for: Callable[..., object]
 ) -> None:
