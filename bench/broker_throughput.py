@@ -1,253 +1,180 @@
-"""Broker benchmark: librdkafka (confluent-kafka) producer and consumer against a broker process.
+"""Broker throughput side by side: librdkafka (confluent-kafka) producer and consumer against
+Eventyard, and against Apache Kafka and any other broker in the same run.
 
-Prints, for each message size: the producer's own ceiling (enqueue rate with no broker at all),
-produce throughput with acks=all, the ratio of the two, and consume throughput; then broker
+The matrix is message size x acks x partitions (default {100 B, 1 KB} x {1, all} x {1, 8}); each
+cell produces N messages, then consumes them. Every figure is the median of --runs runs, and the
+runs alternate between the brokers (all running at once) so that the machine's noise falls on all
+of them alike. Printed: each broker's figures, the producer's own ceiling (the same producer into
+its own queue, no broker at all), the broker's CPU, the Eventyard / peer ratios; then broker
 startup time (process start to first answered request) and idle resident memory.
 
-    python bench/broker_throughput.py [--messages N] [--sizes 100,1024] [--runs 3]
-    python bench/broker_throughput.py --bootstrap host:port   # any other broker, for comparison
+    python bench/broker_throughput.py [--kafka] [--runs 3] [--messages 1000000 | 300000,100000]
+    python bench/broker_throughput.py --bootstrap host:port --name tansu   # any other broker too
+    python bench/broker_throughput.py --sizes 100 --acks all --partitions 1   # one cell
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
-from pathlib import Path
+from collections import defaultdict
+from dataclasses import astuple
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-
-from eventyard.protocol.messages.api_versions_request import ApiVersionsRequest
-from eventyard.testing import BrokerProcess
-from eventyard.wire_client import WireClient
+from sidebyside.report import median_fields, percent, progress, ratio, table
+from sidebyside.targets import (
+    EVENTYARD,
+    KAFKA,
+    Target,
+    all_targets,
+    eventyard_startup_and_memory,
+    kafka_startup_and_memory,
+)
+from sidebyside.workloads import Cell, Run, run_cell
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) a process has used so far: shows whether the broker is the bottleneck."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-PRODUCER_CONF = {
-    "linger.ms": 5,
-    "batch.size": 1_000_000,
-    "queue.buffering.max.messages": 2_000_000,
-    "queue.buffering.max.kbytes": 4_000_000,
-    "compression.type": "none",
-}
-
-
-def ceiling(n: int, payload: bytes) -> float:
-    """Messages per second the producer reaches into its own queue, with no broker behind it."""
-    producer = Producer(
-        {
-            "bootstrap.servers": "127.0.0.1:1",
-            "socket.connection.setup.timeout.ms": 1000,
-            "log_level": 0,
-            **PRODUCER_CONF,
-        }
-    )
-    start = time.perf_counter()
-    for _ in range(n):
-        producer.produce("ceiling", payload)
-    elapsed = time.perf_counter() - start
-    producer.purge()
-    producer.flush(0)
-    return n / elapsed
-
-
-def produce(bootstrap: str, topic: str, n: int, payload: bytes) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **PRODUCER_CONF})
-    producer.produce(topic, payload)  # connect and fetch metadata before the clock starts
-    producer.flush(30)
-    start = time.perf_counter()
-    for _ in range(n):
-        try:
-            producer.produce(topic, payload)
-        except BufferError:
-            producer.poll(0.001)
-            producer.produce(topic, payload)
-    remaining = producer.flush(120)
-    elapsed = time.perf_counter() - start
-    if remaining:
-        raise RuntimeError(f"{remaining} messages not delivered")
-    return n / elapsed
-
-
-def consume(bootstrap: str, topic: str, partitions: int, n: int) -> float:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "bench",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 52_428_800,
-            "max.partition.fetch.bytes": 10_485_760,
-            # librdkafka stops fetching once this many messages wait in its queue
-            # (default 100,000): with a Python loop draining it, that caps throughput.
-            "queued.min.messages": 1_000_000,
-            "queued.max.messages.kbytes": 1_048_576,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 1) for p in range(partitions)])  # skip the warm-up record
-    got = 0
-    start = time.perf_counter()
-    while got < n:
-        got += sum(1 for m in consumer.consume(100_000, 1.0) if m.error() is None)
-        if time.perf_counter() - start > 300:
-            raise RuntimeError(f"consumed only {got} of {n}")
-    elapsed = time.perf_counter() - start
-    consumer.close()
-    return n / elapsed
-
-
-def create(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
-
-
-def first_answer(port: int, start: float) -> float:
-    """Seconds from `start` until the broker on `port` answers an ApiVersions request."""
-    while True:
-        try:
-            with WireClient("127.0.0.1", port) as client:
-                client.request(ApiVersionsRequest(), 0)
-                return time.perf_counter() - start
-        except OSError:
-            time.sleep(0.002)
-
-
-def startup_and_memory(runs: int) -> tuple[float, float]:
-    times, rss = [], []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as data, socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-            probe.close()
-            start = time.perf_counter()
-            process = subprocess.Popen(
-                [sys.executable, "-m", "eventyard", "serve", "--port", str(port), "--data-dir", data],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            times.append(first_answer(port, start))
-            time.sleep(1.0)
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            rss.append(int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024)
-            process.terminate()
-            process.wait()
-    return statistics.median(times), statistics.median(rss)
-
-
-def measure(bootstrap: str, pid: int | None, args: argparse.Namespace) -> dict[int, tuple[float, ...]]:
-    """Median (ceiling, produce, consume, produce cpu, consume cpu) per message size."""
-    results = {}
-    for size in (int(s) for s in args.sizes.split(",")):
-        payload = b"x" * size
-        runs: list[tuple[float, ...]] = []
-        for _ in range(args.runs):
-            topic = f"bench-{size}-{uuid.uuid4().hex[:6]}"
-            create(bootstrap, topic, args.partitions)
-            ceiling_rate = ceiling(args.messages, payload)
-            cpu = cpu_seconds(pid)
-            produced = produce(bootstrap, topic, args.messages, payload)
-            produce_cpu = (cpu_seconds(pid) - cpu) * produced / args.messages
-            cpu = cpu_seconds(pid)
-            consumed = consume(bootstrap, topic, args.partitions, args.messages)
-            consume_cpu = (cpu_seconds(pid) - cpu) * consumed / args.messages
-            runs.append((ceiling_rate, produced, consumed, produce_cpu, consume_cpu))
-        results[size] = tuple(statistics.median(run[i] for run in runs) for i in range(5))
-    return results
-
-
-def print_table(name: str, results: dict[int, tuple[float, ...]]) -> None:
-    print(f"## {name}")
-    print(
-        f"{'size':>6} {'ceiling msg/s':>14} {'produce msg/s':>14} {'MB/s':>7} {'ratio':>6} {'cpu':>5} "
-        f"{'consume msg/s':>14} {'MB/s':>7} {'cpu':>5}"
-    )
-    for size, (c, p, r, pc, rc) in results.items():
-        print(
-            f"{size:>6} {c:>14,.0f} {p:>14,.0f} {p * size / 1e6:>7.1f} {p / c:>6.2f} {pc:>5.0%} "
-            f"{r:>14,.0f} {r * size / 1e6:>7.1f} {rc:>5.0%}",
-            flush=True,
-        )
-
-
-def kafka_startup_and_memory(runs: int) -> tuple[float, float]:
-    """Apache Kafka's time to a ready single node (storage format included) and its idle RSS."""
-    from eventyard.testing.kafka_reference import KafkaReference
-
-    times, rss = [], []
-    for _ in range(runs):
-        kafka = KafkaReference()
-        start = time.perf_counter()
-        kafka.start()
-        times.append(time.perf_counter() - start)
-        time.sleep(1.0)
-        rss.append((kafka.rss_bytes() or 0) / 2**20)
-        kafka.close()
-    return statistics.median(times), statistics.median(rss)
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--sizes", default="100,1024")
-    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument(
+        "--messages",
+        default="1000000",
+        help="messages per run: one number, or one per size (comma-separated, in --sizes order)",
+    )
+    parser.add_argument("--sizes", default="100,1024", help="message sizes in bytes")
+    parser.add_argument("--acks", default="1,all", help="producer acks settings")
+    parser.add_argument("--partitions", default="1,8", help="partition counts")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=300_000, help="messages of a discarded first run (0: none)"
+    )
     parser.add_argument("--bootstrap", help="also measure this broker (any Kafka-compatible address)")
+    parser.add_argument("--name", help="name of the --bootstrap broker in the tables")
     parser.add_argument("--kafka", action="store_true", help="also measure Apache Kafka (reference harness)")
     parser.add_argument("--broker-arg", action="append", default=[], help="extra `eventyard serve` argument")
-    args = parser.parse_args()
+    parser.add_argument("--no-startup", action="store_true", help="skip startup time and memory")
+    return parser.parse_args()
 
-    print(f"# {args.messages:,} messages per run, {args.partitions} partition(s), median of {args.runs} runs")
-    print("# ceiling: the same producer into its own queue, no broker; ratio: produce / ceiling")
-    print("# cpu: the broker process's CPU use during the phase (100% = one core busy)")
-    tables: dict[str, dict[int, tuple[float, ...]]] = {}
-    broker = BrokerProcess(Path(tempfile.mkdtemp(prefix="eventyard-bench-")), *args.broker_arg).start()
-    try:
-        tables["eventyard"] = measure(broker.bootstrap, broker.process.pid if broker.process else None, args)
-        print_table("eventyard", tables["eventyard"])
-    finally:
-        broker.stop()
-    if args.kafka:
-        from eventyard.testing.kafka_reference import KafkaReference
 
-        with KafkaReference(heap="1g") as kafka:
-            tables["kafka"] = measure(kafka.bootstrap, kafka.pid, args)
-        print_table("apache kafka 4.4 (reference harness)", tables["kafka"])
-    if args.bootstrap:
-        tables[args.bootstrap] = measure(args.bootstrap, None, args)
-        print_table(args.bootstrap, tables[args.bootstrap])
-    for name, table in tables.items():
-        if name == "eventyard":
-            continue
-        print(f"## eventyard / {name}")
-        for size, row in table.items():
-            ours = tables["eventyard"][size]
-            print(f"{size:>6}  produce {ours[1] / row[1]:.2f}x  consume {ours[2] / row[2]:.2f}x")
-    startup, rss = startup_and_memory(args.runs)
-    print(
-        f"eventyard: startup to first answered request {startup * 1000:.0f} ms (median); "
-        f"idle RSS {rss:.1f} MB"
-    )
-    if args.kafka:
-        startup, rss = kafka_startup_and_memory(args.runs)
-        print(
-            f"apache kafka: format + start to ready {startup * 1000:.0f} ms (median); idle RSS {rss:.1f} MB"
+def messages_per_size(args: argparse.Namespace, sizes: list[int]) -> dict[int, int]:
+    counts = [int(n) for n in args.messages.split(",")]
+    if len(counts) == 1:
+        counts *= len(sizes)
+    if len(counts) != len(sizes):
+        raise SystemExit("--messages: give one count, or one per size")
+    return dict(zip(sizes, counts, strict=True))
+
+
+def size_label(size: int) -> str:
+    return f"{size // 1024} KB" if size % 1024 == 0 else f"{size} B"
+
+
+def measure(
+    targets: list[Target], cells: list[Cell], counts: dict[int, int], runs: int
+) -> dict[str, dict[Cell, Run]]:
+    """Median Run per broker and cell; run i of a cell goes to every broker before run i + 1."""
+    results: dict[str, dict[Cell, Run]] = defaultdict(dict)
+    for cell in cells:
+        samples: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        for i in range(runs):
+            for target in targets:
+                run = run_cell(target, cell, counts[cell.size])
+                samples[target.name].append(astuple(run))
+                progress(
+                    f"{target.name:>14} {size_label(cell.size):>6} acks={cell.acks:<3} p={cell.partitions} "
+                    f"run {i + 1}: produce {run.produce:>10,.0f}  consume {run.consume:>10,.0f} msg/s"
+                )
+        for name, values in samples.items():
+            results[name][cell] = Run(*median_fields(values))
+    return results
+
+
+def print_broker(name: str, results: dict[Cell, Run]) -> None:
+    print(f"### {name}")
+    rows = []
+    for cell, r in results.items():
+        rows.append(
+            [
+                size_label(cell.size),
+                cell.acks,
+                str(cell.partitions),
+                f"{r.ceiling:,.0f}",
+                f"{r.produce:,.0f}",
+                f"{r.produce * cell.size / 1e6:.1f}",
+                f"{r.produce / r.ceiling:.2f}",
+                percent(r.produce_cpu),
+                f"{r.consume:,.0f}",
+                f"{r.consume * cell.size / 1e6:.1f}",
+                percent(r.consume_cpu),
+            ]
         )
+    header = ["size", "acks", "partitions", "ceiling msg/s", "produce msg/s", "MB/s"]
+    header += ["produce / ceiling", "broker cpu", "consume msg/s", "MB/s", "broker cpu"]
+    table(header, rows)
+
+
+def print_side_by_side(peer: str, ours: dict[Cell, Run], theirs: dict[Cell, Run]) -> None:
+    print(f"### {EVENTYARD} / {peer}")
+    rows = []
+    for cell, r in ours.items():
+        t = theirs[cell]
+        rows.append(
+            [
+                size_label(cell.size),
+                cell.acks,
+                str(cell.partitions),
+                f"{r.produce:,.0f}",
+                f"{t.produce:,.0f}",
+                ratio(r.produce, t.produce),
+                f"{r.consume:,.0f}",
+                f"{t.consume:,.0f}",
+                ratio(r.consume, t.consume),
+            ]
+        )
+    header = ["size", "acks", "partitions", f"produce {EVENTYARD}", f"produce {peer}", "ratio"]
+    header += [f"consume {EVENTYARD}", f"consume {peer}", "ratio"]
+    table(header, rows)
+
+
+def main() -> None:
+    args = parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    counts = messages_per_size(args, sizes)
+    cells = [
+        Cell(size, acks, int(partitions))
+        for size in sizes
+        for acks in args.acks.split(",")
+        for partitions in args.partitions.split(",")
+    ]
+    per_size = ", ".join(f"{counts[s]:,} of {size_label(s)}" for s in sizes)
+    print(f"# {per_size} per run; median of {args.runs} runs, alternating between the brokers,")
+    print(
+        f"# after a discarded warm-up run of {args.warmup:,} messages on each"
+        if args.warmup
+        else "# no warm-up"
+    )
+    print("# ceiling: the same producer into its own queue, no broker; produce / ceiling: how close to it")
+    print("# broker cpu: the broker process's CPU during the phase (100% = one core busy)\n")
+    with all_targets(args.kafka, args.bootstrap, args.name, args.broker_arg) as targets:
+        if args.warmup > 0:  # discarded: the JVM compiles Kafka's hot paths during its first seconds
+            for target in targets:
+                run_cell(target, Cell(sizes[0], "1", 8), args.warmup)
+        results = measure(targets, cells, counts, args.runs)
+    for name, per_cell in results.items():
+        print_broker(name, per_cell)
+    for name, per_cell in results.items():
+        if name != EVENTYARD:
+            print_side_by_side(name, results[EVENTYARD], per_cell)
+    if args.no_startup:
+        return
+    startup = {EVENTYARD: eventyard_startup_and_memory(args.runs)}
+    if args.kafka:
+        startup[KAFKA] = kafka_startup_and_memory(args.runs)
+    print(f"### startup and idle memory (median of {args.runs})")
+    rows = [[name, f"{t * 1000:,.0f} ms", f"{m:.1f} MB"] for name, (t, m) in startup.items()]
+    table(["broker", "start to ready", "idle RSS"], rows)
+    print("# eventyard: process start to the first answered request", end="")
+    print("; kafka: storage format + start to ready" if args.kafka else "")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
