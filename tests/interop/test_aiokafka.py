@@ -96,6 +96,18 @@ async def wait_for_end_offset(
         await consumer.stop()
 
 
+async def eventually(
+    call: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 15.0
+) -> bool:
+    """Whether `check(await call())` comes true within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not check(await call()):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
 def assert_same_log(sent: list[Record], got: list[Record]) -> None:
     """Every partition holds exactly what was sent to it, in send order, at offsets 0, 1, 2, ..."""
     assert len(got) == len(sent)
@@ -277,7 +289,8 @@ def test_admin_client(broker: BrokerProcess, topic_name: str) -> None:
         assert [(t[0], t[1]) for t in response.topic_errors] == [(topic_name, 0)]
         response = await client.create_topics([NewTopic(topic_name, 3, 1)])
         assert [(t[0], t[1]) for t in response.topic_errors] == [(topic_name, 36)]  # TOPIC_ALREADY_EXISTS
-        assert topic_name in await client.list_topics()
+        # Kafka answers CreateTopics once its controller has the topic; brokers learn of it just after.
+        assert await eventually(lambda: client.list_topics(), lambda topics: topic_name in topics)
         [described] = await client.describe_topics([topic_name])
         assert (described["topic"], described["error_code"]) == (topic_name, 0)
         assert [(p["partition"], p["leader"], p["replicas"]) for p in described["partitions"]] == [
@@ -334,7 +347,7 @@ def test_admin_client(broker: BrokerProcess, topic_name: str) -> None:
 
         response = await client.delete_topics([topic_name])
         assert [(t[0], t[1]) for t in response.topic_error_codes] == [(topic_name, 0)]
-        assert topic_name not in await client.list_topics()
+        assert await eventually(lambda: client.list_topics(), lambda topics: topic_name not in topics)
         response = await client.delete_topics([topic_name])
         assert [(t[0], t[1]) for t in response.topic_error_codes] == [(topic_name, 3)]  # UNKNOWN_TOPIC
 
