@@ -134,9 +134,10 @@ def test_oversized_batch_is_message_too_large(broker: BrokerProcess, topic_name:
             assert message and "too large" in message
 
 
-def test_invalid_topic_name_in_metadata(broker: BrokerProcess) -> None:
+@pytest.mark.parametrize("name", ["no/slashes", "trailing-newline\n", "..", "x" * 250])
+def test_invalid_topic_name_in_metadata(broker: BrokerProcess, name: str) -> None:
     with client(broker) as c:
-        response = c.request(MetadataRequest(topics=[MetadataRequestTopic(name="no/slashes")]), 9)
+        response = c.request(MetadataRequest(topics=[MetadataRequestTopic(name=name)]), 9)
         assert response.topics[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
 
 

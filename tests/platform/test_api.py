@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
+from eventyard.platform import naming
 from tests.platform.conftest import provision, unique_app
 
 
@@ -98,3 +101,45 @@ def test_list_addons_by_app(api: TestClient) -> None:
     listed = api.get("/v1/addons", params={"app": app}).json()
     assert [a["name"] for a in listed] == [addon["name"]]
     assert addon["name"] in {a["name"] for a in api.get("/v1/addons").json()}
+
+
+def test_names_with_a_trailing_newline_are_400(api: TestClient) -> None:
+    # Regression (found by fuzzing): re's `$` matches before a final "\n", so "shop\n" passed as a name.
+    for body in (
+        {"app": "shop\n", "plan": "tiny"},
+        {"app": "shop", "plan": "tiny", "name": f"kafka-{unique_app('nl')}\n"},
+    ):
+        response = api.post("/v1/addons", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"] == "bad_request"
+    name = provision(api)["name"]
+    response = api.post(f"/v1/addons/{name}/attachments", json={"app": "second-app\n"})
+    assert response.status_code == 400, response.text
+
+
+def test_undeclared_method_is_405_with_allow(api: TestClient) -> None:
+    # Regression (found by fuzzing): the error handler dropped the Allow header RFC 9110 requires.
+    for method, path, allowed in (
+        ("TRACE", "/v1/plans", {"GET"}),
+        ("PUT", "/v1/addons/no-such-addon", {"GET", "PATCH", "DELETE"}),
+    ):
+        response = api.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.json() == {"error": "method_not_allowed", "message": "Method Not Allowed"}
+        assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+def test_openapi_documents_the_input_rules(api: TestClient) -> None:
+    # Regression (found by fuzzing): schema-valid names, plans and grace periods were answered 400.
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    plans = {plan["name"] for plan in api.get("/v1/plans").json()}
+    for model in ("AddonIn", "AddonPatch"):
+        assert set(schemas[model]["properties"]["plan"]["enum"]) == plans
+    assert schemas["AddonIn"]["properties"]["app"]["pattern"] == naming.APP_PATTERN
+    assert schemas["AttachmentIn"]["properties"]["app"]["pattern"] == naming.APP_PATTERN
+    assert schemas["TopicIn"]["properties"]["name"]["pattern"] == naming.RESOURCE_PATTERN
+    assert schemas["GroupIn"]["properties"]["name"]["pattern"] == naming.RESOURCE_PATTERN
+    assert schemas["RotateIn"]["properties"]["grace_period_s"]["maximum"] == 7 * 24 * 3600
+    pattern = re.compile(naming.RESOURCE_PATTERN)
+    assert not pattern.fullmatch(".") and not pattern.fullmatch("..") and not pattern.fullmatch("x" * 201)
+    assert all(pattern.fullmatch(n) for n in ("...", ".a", "a.", "x" * 200, "orders_v2-1"))

@@ -105,6 +105,10 @@ def test_groups(api: TestClient) -> None:
     assert api.post(groups, json={"name": "workers"}).status_code == 201
     assert api.post(groups, json={"name": "workers"}).status_code == 409
     assert api.post(groups, json={"name": "no spaces"}).status_code == 400
+    # Regression (found by fuzzing): a trailing newline passed the name check; "." and ".." never do.
+    for bad in ("workers\n", ".", ".."):
+        assert api.post(groups, json={"name": bad}).status_code == 400, bad
+        assert api.post(f"/v1/addons/{name}/topics", json={"name": bad}).status_code == 400, bad
     listed = api.get(groups).json()
     assert listed == [
         {"name": "workers", "full_name": prefix + "workers", "state": "unused", "managed": True}

@@ -18,7 +18,7 @@ from eventyard.storage.base import StorageEngine, StorageError
 log = logging.getLogger(__name__)
 
 MAX_TOPIC_NAME = 249
-_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")  # fullmatch: "$" would let a final newline through
 
 
 def invalid_topic_name(name: str) -> str | None:
@@ -29,7 +29,7 @@ def invalid_topic_name(name: str) -> str | None:
         return f"topic name {name!r} is not allowed"
     if len(name) > MAX_TOPIC_NAME:
         return f"topic name is longer than {MAX_TOPIC_NAME} characters"
-    if not _LEGAL_NAME.match(name):
+    if not _LEGAL_NAME.fullmatch(name):
         return f"topic name {name!r} has characters other than ASCII alphanumerics, '.', '_' and '-'"
     return None
 

@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from eventyard.platform.errors import PlatformError, Unauthorized
 from eventyard.platform.routes import register
@@ -120,7 +122,13 @@ def create_app(settings: Settings, service: PlatformService | None = None) -> Fa
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 wants every allowed method; Starlette names only those of the first matching route.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=headers
+        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
@@ -129,8 +137,31 @@ def create_app(settings: Settings, service: PlatformService | None = None) -> Fa
     router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
     register(router, platform)
     app.include_router(router)
+    _document_plans(app, list(settings.plans))
     _mount_dashboard(app)
     return app
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods some route answers at the request's path (probed: routers may be nested)."""
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)
+    ]
+
+
+def _document_plans(app: FastAPI, plans: list[str]) -> None:
+    """The plan names are settings, not code: the OpenAPI document lists this app's as an enum."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for model in ("AddonIn", "AddonPatch"):
+                schema["components"]["schemas"][model]["properties"]["plan"]["enum"] = plans
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mount_dashboard(app: FastAPI) -> None:

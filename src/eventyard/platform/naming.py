@@ -7,9 +7,18 @@ import secrets
 
 from eventyard.platform.errors import BadRequest
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,29}$")  # Heroku's app names
-ADDON_NAME = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
-RESOURCE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")  # topic and group names, without the prefix
+# Matched with fullmatch: re's `$` also matches before a trailing newline, which let "shop\n" through.
+APP_PATTERN = r"^[a-z][a-z0-9-]{1,29}$"  # Heroku's app names
+ADDON_PATTERN = r"^[a-z][a-z0-9-]{2,62}$"
+APP_NAME = re.compile(APP_PATTERN)
+ADDON_NAME = re.compile(ADDON_PATTERN)
+# Topic and group names, without the prefix: 1 to 200 of [A-Za-z0-9._-], but not "." or ".." (a URL
+# path segment clients would resolve). Without lookarounds, so that the OpenAPI pattern is the same one.
+RESOURCE_PATTERN = (
+    r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}"
+    r"|\.(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,198}|\.[A-Za-z0-9._-]{1,198}))$"
+)
+RESOURCE_NAME = re.compile(RESOURCE_PATTERN)
 MAX_TOPIC_NAME = 249  # Kafka's limit, prefix included
 
 _ADJECTIVES = (
@@ -23,7 +32,7 @@ _NOUNS = (
 
 
 def check_app(app: str) -> str:
-    if not APP_NAME.match(app):
+    if not APP_NAME.fullmatch(app):
         raise BadRequest(
             f"invalid app name {app!r}: 2 to 30 lowercase letters, digits and dashes, starting with a letter"
         )
@@ -31,7 +40,7 @@ def check_app(app: str) -> str:
 
 
 def check_addon(name: str) -> str:
-    if not ADDON_NAME.match(name):
+    if not ADDON_NAME.fullmatch(name):
         raise BadRequest(
             f"invalid add-on name {name!r}: "
             "3 to 63 lowercase letters, digits and dashes, starting with a letter"
@@ -41,7 +50,7 @@ def check_addon(name: str) -> str:
 
 def check_resource(kind: str, name: str, prefix: str) -> str:
     """A topic or group name as the tenant gives it (without the prefix); returns the full name."""
-    if not RESOURCE_NAME.match(name) or name in (".", ".."):
+    if not RESOURCE_NAME.fullmatch(name):
         raise BadRequest(f"invalid {kind} name {name!r}: letters, digits, '.', '_' and '-' only")
     full = prefix + name
     if kind == "topic" and len(full) > MAX_TOPIC_NAME:

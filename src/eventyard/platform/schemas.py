@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from eventyard.platform.naming import ADDON_PATTERN, APP_PATTERN, RESOURCE_PATTERN
+from eventyard.platform.service import MAX_GRACE_S
 
 Access = Literal["read-write", "read-only"]
+# The name rules in the OpenAPI document, so that clients (and fuzzers) know them; the service checks
+# them itself (eventyard.platform.naming), with messages that say what a name may be.
+APP: JsonDict = {"pattern": APP_PATTERN}
+ADDON: JsonDict = {"pattern": ADDON_PATTERN}
+RESOURCE: JsonDict = {"pattern": RESOURCE_PATTERN}
 
 
 class Strict(BaseModel):
@@ -38,10 +47,14 @@ class PlanOut(BaseModel):
 
 class AddonIn(Strict):
     app: str = Field(
-        description="The app that owns the add-on; it is attached read-write", examples=["shop-api"]
+        description="The app that owns the add-on; it is attached read-write",
+        examples=["shop-api"],
+        json_schema_extra=APP,
     )
     plan: str = Field(description="A plan name from GET /v1/plans", examples=["basic-0"])
-    name: str | None = Field(None, description="The add-on's name; generated when absent")
+    name: str | None = Field(
+        None, description="The add-on's name; generated when absent", json_schema_extra=ADDON
+    )
 
 
 class AttachmentOut(BaseModel):
@@ -63,7 +76,7 @@ class AddonOut(BaseModel):
 
 
 class TopicIn(Strict):
-    name: str = Field(description="Without the prefix", examples=["orders"])
+    name: str = Field(description="Without the prefix", examples=["orders"], json_schema_extra=RESOURCE)
     partitions: int | None = Field(None, ge=1, description="Default: the plan's default_partitions")
     retention_ms: int | None = Field(None, ge=1, description="Within the plan's retention range")
     compaction: bool = Field(
@@ -90,7 +103,7 @@ class TopicOut(BaseModel):
 
 
 class GroupIn(Strict):
-    name: str = Field(description="Without the prefix", examples=["billing"])
+    name: str = Field(description="Without the prefix", examples=["billing"], json_schema_extra=RESOURCE)
 
 
 class GroupOut(BaseModel):
@@ -134,13 +147,15 @@ class AddonPatch(Strict):
 
 
 class AttachmentIn(Strict):
-    app: str
+    app: str = Field(json_schema_extra=APP)
     access: Access = "read-write"
 
 
 class RotateIn(Strict):
     app: str | None = Field(None, description="Default: the owning app")
-    grace_period_s: int = Field(300, ge=0, description="How long the old credential keeps working")
+    grace_period_s: int = Field(
+        300, ge=0, le=MAX_GRACE_S, description="How long the old credential keeps working"
+    )
 
 
 class FailIn(Strict):
