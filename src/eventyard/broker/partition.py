@@ -48,7 +48,7 @@ class Partition:
 
     def append(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         *,
         max_batch_bytes: int,
         now_ms: int,
@@ -58,6 +58,11 @@ class Partition:
         """Validate and append the record set of one produce request for this partition.
 
         require_keys (compacted topics) is the one case that decodes records before appending.
+
+        A writable `data` (a view of the request frame, see FrameReader) is validated, then
+        rewritten in place (leader epoch, offsets) and written to the log from there; nothing
+        keeps a reference to it after this returns (producer state keeps parsed headers only).
+        Read-only data (bytes) is copied once first.
         """
         try:
             batches = split_batches(data, max_batch_bytes)
@@ -84,7 +89,9 @@ class Partition:
             return ProduceOutcome(
                 ErrorCode.DUPLICATE_SEQUENCE_NUMBER, message="request mixes new and retried batches"
             )
-        buf = bytearray(data)
+        # The CRC-32C was checked above on the bytes as received; the fields rewritten from here
+        # on (leader epoch, base offset) lie outside it, and a LogAppendTime stamp recomputes it.
+        buf = data if isinstance(data, bytearray) else _writable(data)
         for pos, _ in batches:
             _LEADER_EPOCH.pack_into(buf, pos + 12, LEADER_EPOCH)
         try:
@@ -116,3 +123,10 @@ class Partition:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _writable(data: bytes | memoryview) -> bytearray | memoryview:
+    """data itself if it can be rewritten in place, else a copy that can."""
+    if isinstance(data, memoryview) and not data.readonly:
+        return data
+    return bytearray(data)

@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_REQUESTS = 64
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
+    """One client connection. A BufferedProtocol: the loop receives straight into the frame
+    reader's buffers (see FrameReader for who owns which bytes), so a large produce request
+    is not copied on its way in."""
+
     def __init__(
         self,
         broker: Broker,
@@ -44,7 +48,7 @@ class Connection(asyncio.Protocol):
         self.port = port
         self.session: Session | None = None
         self.reader = protocol.FrameReader(broker.config.max_request_bytes)
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[bytearray] = deque()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.wakeup = asyncio.Event()
@@ -73,9 +77,12 @@ class Connection(asyncio.Protocol):
         self.workers.add(self.worker)
         self.worker.add_done_callback(self.workers.discard)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            frames = self.reader.feed(data)
+            frames = self.reader.buffer_updated(nbytes)
         except protocol.FrameTooLarge as exc:
             log.warning("closing %s: %s", self.peer, exc)
             self.close()
@@ -121,12 +128,12 @@ class Connection(asyncio.Protocol):
             if self.closing:  # after a failed authentication, once its answer is on its way
                 self.close()
 
-    async def respond(self, frame: bytes) -> list[bytes] | None:
+    async def respond(self, frame: bytearray) -> list[bytes] | None:
         """The bytes to answer `frame` with, or None (no answer, or the connection was closed)."""
         session = self.session
         assert session is not None
         if session.raw_tokens:
-            return self.raw_sasl_token(session, frame)
+            return self.raw_sasl_token(session, bytes(frame))
         try:
             header, request, messages = protocol.parse_request(frame)
         except protocol.UnsupportedVersion as exc:

@@ -72,33 +72,108 @@ def api(key: int) -> ApiMessages:
 
 
 class FrameReader:
-    """Accumulates received bytes and yields complete frames (without their size prefix)."""
+    """Cuts a byte stream into frames (without their size prefix), copying each byte as little
+    as possible. Fits asyncio's BufferedProtocol: `get_buffer()` says where the next received
+    bytes go, `buffer_updated(n)` takes them and returns the frames now complete.
+
+    Bytes land in a small reused staging buffer until a frame's size is known; a frame still
+    incomplete there gets its own bytearray, and the rest of it is received straight into that
+    (a large produce request is copied once, for at most one staging buffer's worth). Frames
+    complete in staging (small ones) are copied out.
+
+    A frame's own buffer has its full size at once up to FRAME_ALLOCATION_STEP; beyond, it grows
+    (doubling, by copy) as the bytes arrive, so that a 4-byte size prefix alone cannot make the
+    broker hold max_frame_bytes per connection.
+
+    Ownership: every frame returned is a bytearray of its own, never written to again here, so
+    the request may keep memoryviews into it (records decoded as views, rewritten in place and
+    written to the log) for as long as it likes: a parked or throttled request, a pending fsync,
+    a write in a thread. The staging buffer is reused, which is why no view of it ever leaves.
+    """
+
+    STAGING_BYTES = 64 * 1024
+    FRAME_ALLOCATION_STEP = 1024 * 1024  # clients' default max request is about this
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        self._staging = bytearray(self.STAGING_BYTES)  # never resized: views of it are lent out
+        self._staged = 0  # bytes of _staging holding data (only a partial size prefix between calls)
+        self._frame: bytearray | None = None  # the frame being received straight into its buffer
+        self._filled = 0
+        self._size = 0  # of the frame being received
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
+    def get_buffer(self) -> memoryview:
+        """Where to receive the next bytes (never empty)."""
+        if self._frame is not None:
+            return memoryview(self._frame)[self._filled :]
+        return memoryview(self._staging)[self._staged :]
+
+    def buffer_updated(self, nbytes: int) -> list[bytearray]:
+        """`nbytes` were written at the start of the last get_buffer(): the frames now complete.
+
+        Raises FrameTooLarge as soon as a size prefix is over the limit, before buffering it."""
+        frame = self._frame
+        if frame is not None:
+            self._filled += nbytes
+            if self._filled < self._size:
+                if self._filled == len(frame):
+                    self._frame = self._grown(frame)
+                return []
+            self._frame = None
+            return [frame]
+        self._staged += nbytes
+        return self._cut_staged()
+
+    def _cut_staged(self) -> list[bytearray]:
+        staging = self._staging
+        end = self._staged
         frames = []
         pos = 0
-        with memoryview(buf) as view:  # slicing the view copies each frame once, not twice
-            while len(buf) - pos >= 4:
-                (size,) = _SIZE.unpack_from(buf, pos)
+        with memoryview(staging) as view:
+            while end - pos >= 4:
+                (size,) = _SIZE.unpack_from(staging, pos)
                 if size < 0 or size > self.max_frame_bytes:
                     raise FrameTooLarge(size, self.max_frame_bytes)
-                if len(buf) - pos - 4 < size:
-                    break
-                frames.append(bytes(view[pos + 4 : pos + 4 + size]))
-                pos += 4 + size
-        if pos:
-            del buf[:pos]
+                start = pos + 4
+                have = end - start
+                if have >= size:
+                    frames.append(bytearray(view[start : start + size]))
+                    pos = start + size
+                    continue
+                # Incomplete: move what we have into the frame's own buffer and receive the rest there.
+                frame = bytearray(min(size, max(have, self.FRAME_ALLOCATION_STEP)))
+                frame[:have] = view[start:end]
+                self._frame, self._filled, self._size = frame, have, size
+                pos = end
+                break
+            rest = end - pos  # 0 to 3 bytes of a size prefix
+            if rest:
+                staging[:rest] = view[pos:end]
+        self._staged = rest
+        return frames
+
+    def _grown(self, frame: bytearray) -> bytearray:
+        # A new buffer, not a resize: the loop may still hold a view of the old one.
+        grown = bytearray(min(self._size, 2 * len(frame)))
+        grown[: len(frame)] = frame
+        return grown
+
+    def feed(self, data: bytes) -> list[bytearray]:
+        """The same for bytes received elsewhere (tests, tools): copies them in, then cuts."""
+        frames: list[bytearray] = []
+        with memoryview(data) as src:
+            pos = 0
+            while pos < len(src):
+                with self.get_buffer() as dst:
+                    n = min(len(dst), len(src) - pos)
+                    dst[:n] = src[pos : pos + n]
+                pos += n
+                frames += self.buffer_updated(n)
         return frames
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._buf)
+        return self._filled if self._frame is not None else self._staged
 
 
 def request_header_version(messages: ApiMessages, version: int) -> int:
@@ -112,15 +187,18 @@ def response_header_version(messages: ApiMessages, version: int) -> int:
     return 1 if codec.is_flexible(messages.response, version) else 0
 
 
-def peek_api(frame: bytes) -> tuple[int, int]:
+def peek_api(frame: bytes | bytearray) -> tuple[int, int]:
     if len(frame) < 8:
         raise MalformedRequest("frame shorter than a request header")
     key, version = _API_PREFIX.unpack_from(frame, 0)
     return int(key), int(version)
 
 
-def parse_request(frame: bytes) -> tuple[RequestHeader, Any, ApiMessages]:
-    """Decode a request frame. Raises UnknownApi, UnsupportedVersion or MalformedRequest."""
+def parse_request(frame: bytes | bytearray) -> tuple[RequestHeader, Any, ApiMessages]:
+    """Decode a request frame. Raises UnknownApi, UnsupportedVersion or MalformedRequest.
+
+    Records fields (produce) come back as memoryviews into `frame`, writable if it is a
+    bytearray, not as copies: the frame must stay unchanged while the request is handled."""
     key, version = peek_api(frame)
     messages = api(key)
     if not in_range(version, messages.request.VALID_VERSIONS):  # type: ignore[attr-defined]
@@ -129,7 +207,7 @@ def parse_request(frame: bytes) -> tuple[RequestHeader, Any, ApiMessages]:
     try:
         header, pos = codec.decode(RequestHeader, request_header_version(messages, version), frame)
         request: Any
-        request, _ = codec.decode(messages.request, version, frame, pos)
+        request, _ = codec.decode(messages.request, version, frame, pos, views=True)
     except codec.DecodeError as exc:
         raise MalformedRequest(f"{messages.name} v{version}: {exc}") from exc
     return header, request, messages

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from eventyard.protocol.schema import Field, in_range
 
 T = TypeVar("T")
-Reader = Callable[[bytes, int], tuple[Any, int]]
+Buf = bytes | bytearray | memoryview  # what readers read: a request frame is a bytearray
+Reader = Callable[[Buf, int], tuple[Any, int]]
 Writer = Callable[[bytearray, Any], None]
 
 
@@ -36,7 +37,7 @@ _FLOAT64 = struct.Struct(">d")
 # --- varints ---------------------------------------------------------------------------
 
 
-def read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_uvarint(buf: Buf, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -67,7 +68,7 @@ def _fixed(st: struct.Struct) -> tuple[Reader, Writer]:
     unpack_from = st.unpack_from
     pack = st.pack
 
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+    def read(buf: Buf, pos: int) -> tuple[Any, int]:
         if pos + size > len(buf):
             raise DecodeError("truncated field")
         return unpack_from(buf, pos)[0], pos + size
@@ -89,7 +90,7 @@ _FIXED: dict[str, tuple[Reader, Writer]] = {
 }
 
 
-def _read_bool(buf: bytes, pos: int) -> tuple[bool, int]:
+def _read_bool(buf: Buf, pos: int) -> tuple[bool, int]:
     if pos >= len(buf):
         raise DecodeError("truncated field")
     return buf[pos] != 0, pos + 1
@@ -99,7 +100,7 @@ def _write_bool(out: bytearray, value: bool) -> None:
     out.append(1 if value else 0)
 
 
-def _read_uuid(buf: bytes, pos: int) -> tuple[uuid.UUID, int]:
+def _read_uuid(buf: Buf, pos: int) -> tuple[uuid.UUID, int]:
     if pos + 16 > len(buf):
         raise DecodeError("truncated uuid")
     return uuid.UUID(bytes=bytes(buf[pos : pos + 16])), pos + 16
@@ -109,11 +110,11 @@ def _write_uuid(out: bytearray, value: uuid.UUID) -> None:
     out += value.bytes
 
 
-def _length_reader(compact: bool, wide: bool) -> Callable[[bytes, int], tuple[int, int]]:
+def _length_reader(compact: bool, wide: bool) -> Callable[[Buf, int], tuple[int, int]]:
     """Length prefix: compact uvarint(n+1), else int16 (strings) or int32 (bytes, arrays)."""
     if compact:
 
-        def read_compact(buf: bytes, pos: int) -> tuple[int, int]:
+        def read_compact(buf: Buf, pos: int) -> tuple[int, int]:
             n, pos = read_uvarint(buf, pos)
             return n - 1, pos
 
@@ -131,13 +132,16 @@ def _length_writer(compact: bool, wide: bool) -> Callable[[bytearray, int], None
     return _FIXED["int32" if wide else "int16"][1]
 
 
-def _blob(kind: str, compact: bool, nullable: bool) -> tuple[Reader, Writer]:
-    """Strings and bytes: a length prefix then the payload; -1 means null."""
+def _blob(kind: str, compact: bool, nullable: bool, view: bool = False) -> tuple[Reader, Writer]:
+    """Strings and bytes: a length prefix then the payload; -1 means null.
+
+    With `view`, the payload is read as a memoryview of the buffer, not a copy: the caller
+    owns the buffer and keeps it alive and unchanged while the value is in use."""
     is_string = kind == "string"
     read_len = _length_reader(compact, wide=not is_string)
     write_len = _length_writer(compact, wide=not is_string)
 
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+    def read(buf: Buf, pos: int) -> tuple[Any, int]:
         n, pos = read_len(buf, pos)
         if n < 0:
             if not nullable:
@@ -146,6 +150,8 @@ def _blob(kind: str, compact: bool, nullable: bool) -> tuple[Reader, Writer]:
         end = pos + n
         if end > len(buf):
             raise DecodeError(f"truncated {kind}")
+        if view:
+            return memoryview(buf)[pos:end], end
         data = bytes(buf[pos:end])
         if is_string:
             try:
@@ -175,7 +181,7 @@ def _array(elem: tuple[Reader, Writer], compact: bool, nullable: bool) -> tuple[
     read_len = _length_reader(compact, wide=True)
     write_len = _length_writer(compact, wide=True)
 
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+    def read(buf: Buf, pos: int) -> tuple[Any, int]:
         n, pos = read_len(buf, pos)
         if n < 0:
             if not nullable:
@@ -206,7 +212,7 @@ def _nullable_struct(inner: tuple[Reader, Writer]) -> tuple[Reader, Writer]:
     """A nullable struct is preceded by an int8: -1 for null, 1 for present."""
     read_inner, write_inner = inner
 
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+    def read(buf: Buf, pos: int) -> tuple[Any, int]:
         marker, pos = _FIXED["int8"][0](buf, pos)
         if marker < 0:
             return None, pos
@@ -222,7 +228,7 @@ def _nullable_struct(inner: tuple[Reader, Writer]) -> tuple[Reader, Writer]:
     return read, write
 
 
-def _field_codec(f: Field, version: int, flexible: bool) -> tuple[Reader, Writer]:
+def _field_codec(f: Field, version: int, flexible: bool, views: bool) -> tuple[Reader, Writer]:
     if f.flexible is not None:  # RequestHeader.ClientId stays a classic string in v2
         flexible = in_range(version, f.flexible)
     nullable = in_range(version, f.nullable)
@@ -230,48 +236,51 @@ def _field_codec(f: Field, version: int, flexible: bool) -> tuple[Reader, Writer
     if kind.startswith("[]"):
         elem_kind = kind[2:]
         if f.struct is not None:
-            elem = compile_struct(f.struct, version, flexible)
+            elem = compile_struct(f.struct, version, flexible, views)
         else:
-            elem = _primitive(elem_kind, flexible, nullable=False)
+            elem = _primitive(elem_kind, flexible, False, views)
         return _array(elem, flexible, nullable)
     if f.struct is not None:
-        codec = compile_struct(f.struct, version, flexible)
+        codec = compile_struct(f.struct, version, flexible, views)
         return _nullable_struct(codec) if nullable else codec
-    return _primitive(kind, flexible, nullable)
+    return _primitive(kind, flexible, nullable, views)
 
 
-def _primitive(kind: str, flexible: bool, nullable: bool) -> tuple[Reader, Writer]:
+def _primitive(kind: str, flexible: bool, nullable: bool, views: bool) -> tuple[Reader, Writer]:
     if kind in _FIXED:
         return _FIXED[kind]
     if kind == "bool":
         return _read_bool, _write_bool
     if kind == "uuid":
         return _read_uuid, _write_uuid
-    if kind in ("string", "bytes", "records"):
-        return _blob("string" if kind == "string" else "bytes", flexible, nullable)
+    if kind in ("string", "bytes"):
+        return _blob(kind, flexible, nullable)
+    if kind == "records":  # only record sets are read as views: other bytes fields get kept
+        return _blob("bytes", flexible, nullable, view=views)
     raise TypeError(f"unknown field type {kind!r}")
 
 
-_COMPILED: dict[tuple[Any, int, bool], tuple[Reader, Writer]] = {}
+_COMPILED: dict[tuple[Any, int, bool, bool], tuple[Reader, Writer]] = {}
 
 
-def compile_struct(cls: Any, version: int, flexible: bool) -> tuple[Reader, Writer]:
-    """A reader and a writer of `cls` at `version`, with or without flexible encoding (cached)."""
-    key = (cls, version, flexible)
+def compile_struct(cls: Any, version: int, flexible: bool, views: bool = False) -> tuple[Reader, Writer]:
+    """A reader and a writer of `cls` at `version`, with or without flexible encoding (cached);
+    with `views`, the reader returns records fields as memoryviews of the buffer."""
+    key = (cls, version, flexible, views)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = _COMPILED[key] = _compile_struct(cls, version, flexible)
+        compiled = _COMPILED[key] = _compile_struct(cls, version, flexible, views)
     return compiled
 
 
-def _compile_struct(cls: Any, version: int, flexible: bool) -> tuple[Reader, Writer]:
+def _compile_struct(cls: Any, version: int, flexible: bool, views: bool) -> tuple[Reader, Writer]:
     regular: list[tuple[str, Reader, Writer]] = []
     tagged: dict[int, tuple[str, Reader, Writer, Any]] = {}
     defaults = cls()
     for f in cls.SCHEMA:
         if not in_range(version, f.versions):
             continue
-        read, write = _field_codec(f, version, flexible)
+        read, write = _field_codec(f, version, flexible, views)
         if flexible and in_range(version, f.tagged):
             assert f.tag is not None
             tagged[f.tag] = (f.name, read, write, getattr(defaults, f.name))
@@ -279,7 +288,7 @@ def _compile_struct(cls: Any, version: int, flexible: bool) -> tuple[Reader, Wri
             regular.append((f.name, read, write))
     tagged_in_order = sorted(tagged.items())
 
-    def read_struct(buf: bytes, pos: int) -> tuple[Any, int]:
+    def read_struct(buf: Buf, pos: int) -> tuple[Any, int]:
         values: dict[str, Any] = {}
         for name, read, _ in regular:
             values[name], pos = read(buf, pos)
@@ -366,9 +375,13 @@ def encode_into(out: bytearray, obj: Any, version: int) -> None:
     compile_struct(cls, version, is_flexible(cls, version))[1](out, obj)
 
 
-def decode(cls: type[T], version: int, buf: bytes, pos: int = 0) -> tuple[T, int]:
-    """Parse a top-level message of `cls` at `version` from buf[pos:]; return it and the end."""
-    reader = compile_struct(cls, version, is_flexible(cls, version))[0]
+def decode(cls: type[T], version: int, buf: Buf, pos: int = 0, *, views: bool = False) -> tuple[T, int]:
+    """Parse a top-level message of `cls` at `version` from buf[pos:]; return it and the end.
+
+    views: records fields become memoryviews of `buf` instead of copies (writable if buf is a
+    bytearray). For the broker's request path, where the frame belongs to the one request;
+    anything kept beyond the request must copy them (bytes(...))."""
+    reader = compile_struct(cls, version, is_flexible(cls, version), views)[0]
     try:
         return reader(buf, pos)
     except DecodeError:

@@ -108,7 +108,7 @@ def crc_of(buf: Buffer, pos: int, size: int) -> int:
     return int(crc32c.crc32c(memoryview(buf)[pos + 21 : pos + size]))
 
 
-def split_batches(data: bytes, max_batch_bytes: int | None = None) -> list[tuple[int, BatchHeader]]:
+def split_batches(data: Buffer, max_batch_bytes: int | None = None) -> list[tuple[int, BatchHeader]]:
     """Validate the record set of a produce request: (position, header) of each batch.
 
     Checks sizes, magic, CRC-32C and offset fields; raises InvalidBatch otherwise.
@@ -138,12 +138,12 @@ def split_batches(data: bytes, max_batch_bytes: int | None = None) -> list[tuple
     return batches
 
 
-def set_base_offset(batch: bytearray, pos: int, base_offset: int) -> None:
+def set_base_offset(batch: bytearray | memoryview, pos: int, base_offset: int) -> None:
     """Assign offsets: the base offset is outside the CRC, so no checksum changes."""
     _BASE_OFFSET.pack_into(batch, pos, base_offset)
 
 
-def set_max_timestamp(batch: bytearray, pos: int, timestamp: int) -> None:
+def set_max_timestamp(batch: bytearray | memoryview, pos: int, timestamp: int) -> None:
     """LogAppendTime: stamp the batch and recompute the CRC (the field is inside it)."""
     attributes = struct.unpack_from(">h", batch, pos + 21)[0] | TIMESTAMP_TYPE_LOG_APPEND
     struct.pack_into(">h", batch, pos + 21, attributes)
@@ -310,7 +310,7 @@ def build_batch(
     return bytes(out)
 
 
-def decode_records(batch: bytes, pos: int = 0) -> list[Record]:
+def decode_records(batch: Buffer, pos: int = 0) -> list[Record]:
     """Decode every record of the batch at pos (decompressing it) with absolute offsets."""
     header = read_header(batch, pos)
     try:

@@ -83,7 +83,7 @@ class PartitionLog(Protocol):
 
     def append(
         self,
-        data: bytearray,
+        data: bytearray | memoryview,
         batches: list[tuple[int, BatchHeader]],
         now_ms: int,
         log_append_time: bool = False,
@@ -93,6 +93,8 @@ class PartitionLog(Protocol):
         Assigns consecutive offsets from log_end_offset by rewriting each batch's base offset in
         place (and, with log_append_time, its max timestamp and CRC), writes them to the log as
         they are, and returns the offsets given. The bytes are handed to the OS before return.
+        `data` is often a view of the request frame: an engine keeps no reference to it after
+        return (one that keeps batches in memory copies them).
         """
 
     def read(self, offset: int, max_bytes: int, min_one: bool = True) -> bytes:

@@ -202,7 +202,7 @@ class FileLog(SegmentedLog[Segment]):
 
     def append(
         self,
-        data: bytearray,
+        data: bytearray | memoryview,
         batches: list[tuple[int, BatchHeader]],
         now_ms: int,
         log_append_time: bool = False,

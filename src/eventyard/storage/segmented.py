@@ -166,7 +166,7 @@ class SegmentedLog(ABC, Generic[S]):
     @_locked
     def append(
         self,
-        data: bytearray,
+        data: bytearray | memoryview,
         batches: list[tuple[int, BatchHeader]],
         now_ms: int,
         log_append_time: bool = False,
