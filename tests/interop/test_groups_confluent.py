@@ -95,12 +95,21 @@ def admin(broker: BrokerProcess) -> AdminClient:
     return AdminClient({"bootstrap.servers": broker.bootstrap})
 
 
-def committed_offsets(broker: BrokerProcess, group: str) -> dict[tuple[str, int], int]:
-    client = admin(broker)
-    request = [ConsumerGroupTopicPartitions(group)]
-    result = client.list_consumer_group_offsets(request, request_timeout=10)[group].result(10)
-    assert all(tp.error is None for tp in result.topic_partitions), result.topic_partitions
-    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+def committed_offsets(broker: BrokerProcess, group: str, topic: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets in `topic`, read by a consumer of the group that does not join.
+
+    Not AdminClient.list_consumer_group_offsets: librdkafka 2.16 crashes (SIGSEGV in
+    rd_kafka_cgrp_op from rd_kafka_handle_OffsetFetch) when that call meets a retriable coordinator
+    error, which a just-restarted Apache Kafka answers while it loads its offsets."""
+    reader = KafkaConsumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        count = len(reader.list_topics(topic, timeout=10).topics[topic].partitions)
+        wanted = [TopicPartition(topic, p) for p in range(count)]
+        found = reader.committed(wanted, timeout=30)
+    finally:
+        reader.close()
+    assert all(tp.error is None for tp in found), found
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +370,7 @@ def test_sigkilled_member_partitions_move_after_session_timeout(
     for w in survivors:
         w.stop()
     assert [w.wait() for w in survivors] == [0, 0]
-    final = committed_offsets(broker, f"g-{topic_name}")
+    final = committed_offsets(broker, f"g-{topic_name}", topic_name)
     assert final == {(topic_name, p): 200 for p in range(partitions)}
 
 
@@ -417,10 +426,10 @@ def test_group_resumes_from_committed_offsets_after_broker_restart(
     # Each partition was read in order from 0, and its commit is the next offset to read.
     committed = {(topic_name, p): len(offsets) for p, offsets in by_partition.items()}
     assert all(offsets == list(range(len(offsets))) for offsets in by_partition.values())
-    assert committed_offsets(fresh_broker, group) == committed
+    assert committed_offsets(fresh_broker, group, topic_name) == committed
 
     fresh_broker.restart(kill=True)
-    assert committed_offsets(fresh_broker, group) == committed
+    assert committed_offsets(fresh_broker, group, topic_name) == committed
     second = produce(fresh_broker, topic_name, 90, 3, "second-")
     remaining = set(first) - set(processed) | set(second)
     consumer = group_consumer(fresh_broker, group)
@@ -431,7 +440,7 @@ def test_group_resumes_from_committed_offsets_after_broker_restart(
     finally:
         consumer.close()
     assert sorted(resumed) == sorted(remaining)  # not re-read from 0, nothing skipped, no duplicates
-    assert committed_offsets(fresh_broker, group) == {(topic_name, p): 130 for p in range(3)}
+    assert committed_offsets(fresh_broker, group, topic_name) == {(topic_name, p): 130 for p in range(3)}
 
 
 def test_live_consumer_rejoins_and_resumes_after_broker_restart(
@@ -466,7 +475,7 @@ def test_live_consumer_rejoins_and_resumes_after_broker_restart(
         assert assigned[-1] == [0, 1, 2]
     finally:
         consumer.close()
-    assert committed_offsets(fresh_broker, group) == {(topic_name, p): 100 for p in range(3)}
+    assert committed_offsets(fresh_broker, group, topic_name) == {(topic_name, p): 100 for p in range(3)}
 
 
 class TrackedMember:
