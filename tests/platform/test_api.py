@@ -117,6 +117,21 @@ def test_names_with_a_trailing_newline_are_400(api: TestClient) -> None:
     assert response.status_code == 400, response.text
 
 
+def test_numbers_and_booleans_only_as_the_schema_types_them(api: TestClient) -> None:
+    # Regression (found by fuzzing): pydantic's lax mode took `true` as 1 partition.
+    name = provision(api)["name"]
+    for body in (
+        {"name": "lax", "partitions": True},
+        {"name": "lax", "partitions": "3"},
+        {"name": "lax", "compaction": "yes"},
+    ):
+        response = api.post(f"/v1/addons/{name}/topics", json=body)
+        assert response.status_code == 400, (body, response.text)
+    response = api.post(f"/v1/addons/{name}/topics", json={"name": "exact", "partitions": 2.0})
+    assert response.status_code == 201, response.text  # 2.0 is an integer to JSON Schema
+    assert response.json()["partitions"] == 2
+
+
 def test_undeclared_method_is_405_with_allow(api: TestClient) -> None:
     # Regression (found by fuzzing): the error handler dropped the Allow header RFC 9110 requires.
     for method, path, allowed in (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from eventyard.platform.naming import ADDON_PATTERN, APP_PATTERN, RESOURCE_PATTERN
@@ -20,6 +20,24 @@ RESOURCE: JsonDict = {"pattern": RESOURCE_PATTERN}
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        """Take numbers and booleans only as the OpenAPI types say: pydantic's lax mode would read
+        `true` as 1, "5" as 5 and "yes" as True. (Full strict mode would also refuse 5.0, which
+        JSON Schema counts as an integer.)"""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if field is None or value is None:
+                    continue
+                kinds = set(get_args(field.annotation)) | {field.annotation}
+                if int in kinds and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    raise ValueError(f"{key} must be a number")
+                if bool in kinds and not isinstance(value, bool):
+                    raise ValueError(f"{key} must be true or false")
+        return data
 
 
 class ErrorOut(BaseModel):
