@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from fastapi.testclient import TestClient
 
 from eventyard.platform.api import build_service, create_app
@@ -129,3 +131,33 @@ def client_conf(env: dict[str, str]) -> dict[str, Any]:
     if "KAFKA_TRUSTED_CERT" in env:
         conf["ssl.ca.pem"] = env["KAFKA_TRUSTED_CERT"]
     return conf
+
+
+@contextmanager
+def sasl_ssl_platform(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    """A broker with only a SASL_SSL listener (a throwaway CA's certificate) and a control plane whose
+    admin connection and apps use it: the API client and the CA file apps are told to trust."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server-key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    data = tmp_path / "data"
+    data.mkdir()
+    CredentialStore(data / "users.json").set_password("admin", Mechanism.SCRAM_SHA_512, ADMIN_PASSWORD)
+    args = (
+        "--authorizer", "--super-user", "User:admin", "--no-auto-create",
+        "--listener", "SASL_SSL://127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key),
+    )  # fmt: skip
+    with BrokerProcess(data, *args) as broker:
+        settings = make_settings(
+            broker,
+            f"sqlite:///{tmp_path / 'p.db'}",
+            bootstrap=f"127.0.0.1:{broker.listener_ports['SASL_SSL']}",
+            admin_security_protocol="SASL_SSL",
+            app_security_protocol="SASL_SSL",
+            ca_file=ca_file,
+        )
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            yield api, ca_file

@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from confluent_kafka import Consumer, KafkaError
 from fastapi.testclient import TestClient
 
-from eventyard.platform.api import create_app
 from eventyard.platform.service import PlatformService
-from eventyard.security.credentials import CredentialStore, Mechanism
-from eventyard.testing import BrokerProcess
 from eventyard.toolkit import (
     EventPublisher,
     MissingTopic,
@@ -37,7 +33,11 @@ from eventyard.toolkit.kafka import PREFIX, client_config
 from examples.cart.app import SCRIPT, CartService, format_table, run
 from examples.orders.domain import OrderPlaced
 from examples.orders.domain import events as order_events
-from tests.platform.conftest import ADMIN_PASSWORD, TOKEN, make_settings, provision, unique_app
+from tests.platform.conftest import (
+    provision,
+    sasl_ssl_platform,
+    unique_app,
+)
 from tests.toolkit.demo_scenarios import CART_ITEMS_TABLE, ROOT
 
 pytestmark = pytest.mark.timeout(300)
@@ -264,37 +264,15 @@ def _wait(done: Any, what: str, worker: Worker, timeout: float = 60) -> None:
 
 def test_the_cart_over_tls_trusts_the_add_ons_ca(tmp_path: Path) -> None:
     """SASL_SSL: config_from_env hands KAFKA_TRUSTED_CERT to librdkafka as ssl.ca.pem."""
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server-key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server.cert_chain_pems[0].write_to_path(str(cert))
-    server.private_key_pem.write_to_path(str(key))
-    data = tmp_path / "data"
-    data.mkdir()
-    CredentialStore(data / "users.json").set_password("admin", Mechanism.SCRAM_SHA_512, ADMIN_PASSWORD)
-    args = (
-        "--authorizer", "--super-user", "User:admin", "--no-auto-create",
-        "--listener", "SASL_SSL://127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key),
-    )  # fmt: skip
-    with BrokerProcess(data, *args) as broker:
-        settings = make_settings(
-            broker,
-            f"sqlite:///{tmp_path / 'p.db'}",
-            bootstrap=f"127.0.0.1:{broker.listener_ports['SASL_SSL']}",
-            admin_security_protocol="SASL_SSL",
-            app_security_protocol="SASL_SSL",
-            ca_file=ca_file,
-        )
-        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-            addon = provision(api, plan="basic-0")
-            create_topic(api, addon["name"], "carts", 3)
-            config = config_from_env(config_of(api, addon["name"]))
-            assert config["security.protocol"] == "SASL_SSL"
-            assert config["ssl.ca.pem"] == ca_file.read_text()
-            service = CartService(config, "carts")
-            try:
-                run(service, SCRIPT.splitlines(), io.StringIO(), echo=False)
-                assert format_table(service.table()) == CART_ITEMS_TABLE
-            finally:
-                service.close()
+    with sasl_ssl_platform(tmp_path) as (api, ca_file):
+        addon = provision(api, plan="basic-0")
+        create_topic(api, addon["name"], "carts", 3)
+        config = config_from_env(config_of(api, addon["name"]))
+        assert config["security.protocol"] == "SASL_SSL"
+        assert config["ssl.ca.pem"] == ca_file.read_text()
+        service = CartService(config, "carts")
+        try:
+            run(service, SCRIPT.splitlines(), io.StringIO(), echo=False)
+            assert format_table(service.table()) == CART_ITEMS_TABLE
+        finally:
+            service.close()
